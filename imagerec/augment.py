@@ -1,0 +1,53 @@
+"""The augmentation policy: which random transforms training applies, and how strongly.
+
+The augment stage saves the policy (a small JSON) and a preview; training applies it on the
+fly in the tf.data pipeline, so every epoch sees fresh variations instead of a fixed set of
+materialised copies, and the disk holds the dataset once.
+"""
+import numpy as np
+
+POLICY_FILE = "policy.json"
+
+
+def policy_from_params(augment) -> dict:
+    """The policy as plain data: only the transforms that are switched on."""
+    if not augment.enabled:
+        return {"enabled": False, "ops": []}
+    ops = []
+    if augment.flip != "none":
+        ops.append({"op": "flip", "mode": augment.flip})
+    for op in ("rotation", "zoom", "translation", "contrast"):
+        strength = getattr(augment, op)
+        if strength > 0:
+            ops.append({"op": op, "factor": strength})
+    return {"enabled": True, "ops": ops}
+
+
+def build_layers(policy: dict, seed: int):
+    """The policy as a Keras Sequential of random layers (identity when disabled)."""
+    import keras
+
+    layers = []
+    for i, op in enumerate(policy["ops"]):
+        op_seed = seed + i  # each layer its own stream, all fixed by the dataset seed
+        if op["op"] == "flip":
+            layers.append(keras.layers.RandomFlip(op["mode"], seed=op_seed))
+        elif op["op"] == "rotation":
+            layers.append(keras.layers.RandomRotation(op["factor"], fill_mode="reflect", seed=op_seed))
+        elif op["op"] == "zoom":
+            layers.append(keras.layers.RandomZoom(op["factor"], fill_mode="reflect", seed=op_seed))
+        elif op["op"] == "translation":
+            layers.append(keras.layers.RandomTranslation(op["factor"], op["factor"], fill_mode="reflect", seed=op_seed))
+        elif op["op"] == "contrast":
+            layers.append(keras.layers.RandomContrast(op["factor"], value_range=(0, 255), seed=op_seed))
+        else:
+            raise ValueError(f"unknown augmentation op {op['op']!r}")
+    return keras.Sequential(layers, name="augmentation")
+
+
+def preview(images: np.ndarray, policy: dict, seed: int, variants: int = 4) -> np.ndarray:
+    """(N, variants + 1, H, W, C) uint8: each original followed by augmented versions."""
+    layers = build_layers(policy, seed)
+    batch = images.astype("float32")
+    columns = [batch] + [np.asarray(layers(batch, training=True)) for _ in range(variants)]
+    return np.clip(np.stack(columns, axis=1), 0, 255).astype(np.uint8)

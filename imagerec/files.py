@@ -1,0 +1,49 @@
+"""Atomic writes: a stage's output appears whole or not at all, so DVC never caches half of one."""
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path):
+    """Yield an empty temporary directory beside `path`; on success it replaces `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "w"):
+    """Yield a file object for a temporary file beside `path`; on success it replaces `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    os.replace(tmp, path)
+
+
+def write_json(path: str | Path, data) -> None:
+    with atomic_file(path) as f:
+        json.dump(data, f, indent=2, allow_nan=False)
+        f.write("\n")
+
+
+def read_json(path: str | Path):
+    with open(path) as f:
+        return json.load(f)

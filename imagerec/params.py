@@ -1,0 +1,148 @@
+"""params.yaml: one schema for every knob, validated when a stage starts.
+
+A wrong type, an out-of-range value or an unknown key stops the stage with one line that
+names the key, e.g. `params.yaml: mnist.train.epochs: must be >= 1 (got 0)`.
+"""
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ImagerecError
+from .sources import DATASET_SOURCES
+
+PARAMS_FILE = "params.yaml"
+
+
+class _Section(BaseModel):
+    # strict: "3" is not an int and 1 is not a bool; forbid: a misspelt key is an error.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Fetch(_Section):
+    source: str  # checked against the dataset's registry entry in DatasetParams
+
+
+class Preprocess(_Section):
+    image_size: int = Field(ge=8, le=1024)
+    color_mode: Literal["grayscale", "rgb"]
+    val_fraction: float = Field(gt=0, lt=1)
+    # Used only when the source has no held-out split of its own.
+    test_fraction: float = Field(gt=0, lt=1)
+    # Keep at most this many images per class and split (0 keeps all): the tiny profile.
+    max_per_class: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self):
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must be < 1")
+        return self
+
+
+class Augment(_Section):
+    enabled: bool
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"]
+    rotation: float = Field(ge=0, le=0.5)  # fraction of a full turn, as keras.layers.RandomRotation
+    zoom: float = Field(ge=0, lt=1)
+    translation: float = Field(ge=0, lt=1)  # fraction of height/width
+    contrast: float = Field(ge=0, lt=1)
+    preview_images: int = Field(ge=1, le=32)
+
+
+class CnnModel(_Section):
+    name: Literal["cnn"]
+    pretrained: Literal["none"]
+    filters: list[Annotated[int, Field(ge=1, le=1024)]] = Field(min_length=1, max_length=6)
+    convs_per_block: int = Field(ge=1, le=4)
+    batch_norm: bool
+    dense_units: int = Field(ge=0)  # 0: no hidden dense layer
+    dropout: float = Field(ge=0, lt=1)
+
+
+class MobileNetV2Model(_Section):
+    name: Literal["mobilenet_v2"]
+    pretrained: Literal["none", "imagenet"]
+    dropout: float = Field(ge=0, lt=1)
+
+
+Model = Annotated[Union[CnnModel, MobileNetV2Model], Field(discriminator="name")]
+
+
+class Train(_Section):
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0, le=10)
+    schedule: Literal["constant", "cosine"]
+    weight_decay: float = Field(ge=0)
+    label_smoothing: float = Field(ge=0, lt=1)
+    early_stopping_patience: int = Field(ge=0)  # 0: no early stopping
+
+
+class Evaluate(_Section):
+    batch_size: int = Field(ge=1)
+    samples_shown: int = Field(ge=1, le=64)
+
+
+class DatasetParams(_Section):
+    name: str
+    seed: int = Field(ge=0)
+    fetch: Fetch
+    preprocess: Preprocess
+    augment: Augment
+    model: Model
+    train: Train
+    evaluate: Evaluate
+
+    @model_validator(mode="after")
+    def _known_source_and_shape(self):
+        allowed = sorted(DATASET_SOURCES[self.name])
+        if self.fetch.source not in allowed:
+            raise ValueError(f"fetch.source: unknown source {self.fetch.source!r} (allowed: {', '.join(allowed)})")
+        if self.model.name == "mobilenet_v2" and self.preprocess.color_mode != "rgb":
+            raise ValueError("preprocess.color_mode: mobilenet_v2 needs rgb images")
+        if self.model.name == "mobilenet_v2" and self.preprocess.image_size < 32:
+            raise ValueError("preprocess.image_size: mobilenet_v2 needs images of at least 32x32")
+        return self
+
+
+def _describe(error: dict) -> str:
+    loc = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-after"))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key"
+    if kind == "missing":
+        return f"{loc}: missing key"
+    message = error["msg"].removeprefix("Value error, ")
+    got = "" if kind in ("value_error", "union_tag_invalid") else f" (got {error['input']!r})"
+    return f"{loc}: {message}{got}".lstrip(": ")
+
+
+def load(dataset: str, path: str | Path = PARAMS_FILE) -> DatasetParams:
+    """Validate the whole params file and return the section of `dataset`."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ImagerecError(f"{path}: not found (run from the repository root)") from None
+    except yaml.YAMLError as err:
+        raise ImagerecError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(raw, dict):
+        raise ImagerecError(f"{path}: must be a mapping of dataset name to settings")
+    for key in raw:
+        if key not in DATASET_SOURCES:
+            raise ImagerecError(f"{path}: {key}: unknown dataset (allowed: {', '.join(DATASET_SOURCES)})")
+    if dataset not in raw:
+        raise ImagerecError(f"{path}: {dataset}: missing section for this dataset")
+    sections = {}
+    for name, section in raw.items():
+        if not isinstance(section, dict):
+            raise ImagerecError(f"{path}: {name}: must be a mapping")
+        if "name" in section:
+            raise ImagerecError(f"{path}: {name}.name: unknown key")
+        try:
+            sections[name] = DatasetParams.model_validate({**section, "name": name})
+        except ValidationError as err:
+            first = err.errors(include_url=False)[0]
+            raise ImagerecError(f"{path}: {name}.{_describe(first)}") from None
+    return sections[dataset]

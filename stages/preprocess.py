@@ -1,0 +1,42 @@
+"""preprocess: decode, resize and split a raw dataset into uint8 arrays; explore it.
+
+Unreadable images are skipped and listed in bad_images.csv, never dropped silently.
+"""
+import argparse
+import csv
+from pathlib import Path
+
+from imagerec import datasets, figures, params
+from imagerec.errors import run_stage
+from imagerec.files import atomic_dir, atomic_file, write_json
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset")
+    parser.add_argument("raw_dir", type=Path)
+    parser.add_argument("prepared_dir", type=Path, help="output: {train,val,test}_{images,labels}.npy, classes.json")
+    parser.add_argument("explore_dir", type=Path, help="output: stats.json, bad_images.csv, samples and balance PNGs")
+    args = parser.parse_args()
+    p = params.load(args.dataset)
+    pre = p.preprocess
+
+    prepared, bad, ignored = datasets.prepare(
+        args.raw_dir, pre.image_size, pre.color_mode, pre.val_fraction, pre.test_fraction, pre.max_per_class, p.seed)
+    stats = datasets.statistics(prepared, bad, ignored)
+    with atomic_dir(args.prepared_dir) as out:
+        datasets.save(prepared, out)
+    with atomic_dir(args.explore_dir) as out:
+        write_json(out / "stats.json", stats)
+        with atomic_file(out / "bad_images.csv") as f:
+            writer = csv.DictWriter(f, fieldnames=["file", "split", "reason"])
+            writer.writeheader()
+            writer.writerows(bad)
+        train = prepared.splits["train"]
+        figures.samples_per_class(train.images, train.labels, prepared.classes, out / "samples.png")
+        figures.class_balance(stats["counts"], out / "class_balance.png")
+    print(f"{args.dataset}: {stats['totals']} images, {len(bad)} unreadable, {len(ignored)} non-image files ignored")
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,42 @@
+"""train: fit the dataset's model on the train split, selecting on the validation split."""
+import argparse
+from pathlib import Path
+
+from imagerec import augment, datasets, models, params, training
+from imagerec.errors import run_stage
+from imagerec.files import atomic_dir, read_json
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset")
+    parser.add_argument("prepared_dir", type=Path)
+    parser.add_argument("augmented_dir", type=Path)
+    parser.add_argument("pretrained_dir", type=Path)
+    parser.add_argument("model_dir", type=Path, help="output: model.keras, model.json")
+    parser.add_argument("curves_dir", type=Path, help="output: per-epoch training curves (dvclive)")
+    args = parser.parse_args()
+    p = params.load(args.dataset)
+
+    training.set_seeds(p.seed)
+    data = datasets.load(args.prepared_dir, splits=["train", "val"])
+    policy = read_json(args.augmented_dir / augment.POLICY_FILE)
+    weights = [args.pretrained_dir / f["file"] for f in read_json(args.pretrained_dir / "manifest.json")["files"]]
+    image_shape = data.splits["train"].images.shape[1:]
+    model = models.build(p.model, image_shape, len(data.classes), weights[0] if weights else None)
+    model.summary(print_fn=print)
+
+    with atomic_dir(args.curves_dir) as curves, atomic_dir(args.model_dir) as out:
+        training.fit(model, data.splits["train"], data.splits["val"], len(data.classes), p.train,
+                     augment.build_layers(policy, p.seed), p.seed, curves)
+        models.save(model, out, {
+            "dataset": args.dataset,
+            "classes": data.classes,
+            "input_shape": list(image_shape),
+            "color_mode": p.preprocess.color_mode,
+            "input_scaling": "uint8 pixels 0..255, resized to input_shape; the model rescales itself",
+        })
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,98 @@
+"""Tiny but real fixture datasets in every source format, and a mirror holding them.
+
+Each class gets its own bright square on a noisy background, so a model can learn the
+tiny sets in an epoch or two and the tests can tell learning from chance.
+"""
+import hashlib
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+WEIGHTS_NAME = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+
+def pattern_images(labels, size: int, channels: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 60, size=(len(labels), size, size, channels), dtype=np.uint8)
+    cell = max(2, size // 4)
+    for i, label in enumerate(labels):
+        row, col = divmod(int(label) % 9, 3)
+        images[i, row * cell:(row + 1) * cell, col * cell:(col + 1) * cell, :] = 230
+        if channels == 3:
+            images[i, ..., int(label) % 3] //= 2  # a colour cue too
+    return images
+
+
+def make_mnist_npz(path: Path, train_per_class: int = 12, test_per_class: int = 6) -> None:
+    y_train = np.repeat(np.arange(10, dtype=np.uint8), train_per_class)
+    y_test = np.repeat(np.arange(10, dtype=np.uint8), test_per_class)
+    np.savez_compressed(path, x_train=pattern_images(y_train, 28, 1)[..., 0], y_train=y_train,
+                        x_test=pattern_images(y_test, 28, 1, seed=1)[..., 0], y_test=y_test)
+
+
+def encode(image: np.ndarray, fmt: str = "JPEG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image.squeeze()).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def image_folder_files(classes, splits: dict[str, int], size: int, top: str = "") -> dict[str, bytes]:
+    """{archive path: JPEG bytes} laid out [top/]split/class/NNNN.jpg."""
+    files = {}
+    for s, (split, per_class) in enumerate(splits.items()):
+        labels = np.repeat(np.arange(len(classes)), per_class)
+        for k, (label, image) in enumerate(zip(labels, pattern_images(labels, size, 3, seed=s))):
+            files[f"{top}{split}/{classes[label]}/{k:04d}.jpg"] = encode(image)
+    return files
+
+
+def write_archive(path: Path, files: dict[str, bytes]) -> None:
+    if path.suffix == ".zip":
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in files.items():
+                zf.writestr(name, data)
+    else:
+        with tarfile.open(path, "w:gz") as tf:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+
+
+def make_mobilenet_weights(path: Path) -> None:
+    """Randomly initialised MobileNetV2 no-top weights, in the legacy HDF5 layout of the real file."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    model = keras.applications.MobileNetV2(input_shape=(96, 96, 3), include_top=False, weights=None)
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+
+
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def make_mirror(root: Path, with_weights: bool = True) -> Path:
+    """A mirror in the layout of ../shared/data: <dataset>/<file> plus SHA256SUMS."""
+    files = {
+        "mnist/mnist.npz": lambda p: make_mnist_npz(p),
+        "cifar10/cifar10_jpeg_full.tar.gz": lambda p: write_archive(
+            p, image_folder_files(CIFAR_CLASSES, {"train": 10, "test": 4}, 32)),
+        "cats_vs_dogs/cats_and_dogs_filtered.zip": lambda p: write_archive(
+            p, image_folder_files(["cats", "dogs"], {"train": 16, "validation": 6}, 48, top="cats_and_dogs_filtered/")),
+    }
+    if with_weights:
+        files[f"weights/{WEIGHTS_NAME}"] = make_mobilenet_weights
+    lines = []
+    for relpath, make in files.items():
+        path = root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        make(path)
+        lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {relpath}\n")
+    (root / "SHA256SUMS").write_text("".join(lines))
+    return root

@@ -4,9 +4,11 @@ Members are read straight into memory, never extracted by their own names, and a
 with an entry that could escape a target directory (absolute path, `..`, link, device) is
 refused whole: a dataset archive has no reason to hold one.
 """
+import contextlib
 import shutil
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
@@ -17,6 +19,17 @@ MAX_MEMBER_BYTES = 4 * 2**30  # the largest member we accept (Kaggle's inner tra
 
 class ArchiveError(ImagerecError):
     pass
+
+
+_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError)
+
+
+@contextlib.contextmanager
+def _damage_is_archive_error(archive: str):
+    try:
+        yield
+    except _DAMAGED as err:
+        raise ArchiveError(f"{archive}: corrupt or truncated archive ({' '.join(str(err).split())[:160]})") from None
 
 
 def archive_kind(path: Path) -> str:
@@ -71,10 +84,8 @@ def iter_members(path: str | Path) -> Iterator[tuple[str, int, object]]:
     """
     path = Path(path)
     members = _zip_members(path) if archive_kind(path) == "zip" else _tar_members(path)
-    try:
+    with _damage_is_archive_error(path.name):
         yield from members
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
-        raise ArchiveError(f"{path.name}: corrupt or truncated archive ({err})") from None
 
 
 def member_names(path: str | Path) -> list[str]:
@@ -83,7 +94,7 @@ def member_names(path: str | Path) -> list[str]:
 
 def read_member(open_member, limit: int) -> bytes:
     """Read a member, refusing one that turns out longer than `limit` bytes."""
-    with open_member() as stream:
+    with _damage_is_archive_error("archive entry"), open_member() as stream:
         data = stream.read(limit + 1)
     if len(data) > limit:
         raise ArchiveError(f"an entry is larger than {limit} bytes")
@@ -94,7 +105,7 @@ def extract_member(path: str | Path, name: str, dest: str | Path) -> None:
     """Write one member to `dest` (a path we choose, never the member's own name)."""
     for member, _, open_member in iter_members(path):
         if member == name:
-            with open_member() as src, open(dest, "wb") as out:
+            with _damage_is_archive_error(Path(path).name), open_member() as src, open(dest, "wb") as out:
                 shutil.copyfileobj(src, out, 2**20)
             return
     raise ArchiveError(f"{Path(path).name}: has no entry {name!r}")

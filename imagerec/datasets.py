@@ -88,10 +88,14 @@ def _read_npz(path: Path) -> _ArraySource:
 def _read_cifar_python(path: Path, sha256: str) -> _ArraySource:
     if sha256_of(path) != sha256:
         raise ImagerecError(f"{path.name}: sha256 differs from the one fetch verified; refusing to unpickle it")
+    wanted = {f"data_batch_{i}" for i in range(1, 6)} | {"test_batch", "batches.meta"}
     batches = {}
     for name, _, open_member in archives.iter_members(path):
-        # Trusted: the file's sha256 matches the published checksum of the official tarball.
-        batches[PurePosixPath(name).name] = pickle.loads(archives.read_member(open_member, 2**28), encoding="bytes")
+        if PurePosixPath(name).name in wanted:  # the tarball also holds a readme.html
+            # Trusted: the file's sha256 matches the published checksum of the official tarball.
+            batches[PurePosixPath(name).name] = pickle.loads(archives.read_member(open_member, 2**28), encoding="bytes")
+    if wanted - set(batches):
+        raise ImagerecError(f"{path.name}: missing CIFAR-10 batches {sorted(wanted - set(batches))}")
 
     def arrays(names):
         x = np.concatenate([batches[n][b"data"] for n in names]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
@@ -215,8 +219,10 @@ def prepare(raw_dir: Path, size: int, color_mode: str, val_fraction: float, test
     selection = assign_splits(source.labels, val_fraction, test_fraction, max_per_class, seed)
     splits, bad = source.materialise(selection, size, color_mode)
     for split in SPLITS:
-        if len(splits[split].labels) == 0:
-            raise ImagerecError(f"the {split} split is empty after skipping {len(bad)} unreadable images")
+        absent = [name for i, name in enumerate(source.classes) if not (splits[split].labels == i).any()]
+        if absent:
+            raise ImagerecError(f"the {split} split has no images of class {', '.join(absent)} "
+                                f"({len(bad)} unreadable images skipped)")
     return Prepared(source.classes, splits), bad, source.ignored
 
 

@@ -9,22 +9,30 @@ def metrics(labels: np.ndarray, probabilities: np.ndarray, classes: list[str]) -
     """accuracy, cross-entropy loss, ROC AUC (micro and macro one-vs-rest), per-class P/R/F1."""
     predicted = probabilities.argmax(axis=1)
     onehot = np.eye(len(classes))[labels]
+    present = _present(onehot)
     report = classification_report(labels, predicted, labels=range(len(classes)), target_names=classes,
                                    output_dict=True, zero_division=0)
     return {
         "accuracy": round(float(accuracy_score(labels, predicted)), 6),
         "loss": round(float(log_loss(labels, probabilities, labels=range(len(classes)))), 6),
         "roc_auc_micro": round(float(roc_auc_score(onehot, probabilities, average="micro")), 6),
-        "roc_auc_macro": round(float(roc_auc_score(onehot, probabilities, average="macro")), 6),
+        # Over the classes the test split has; a class without test images has no ROC curve.
+        "roc_auc_macro": round(float(roc_auc_score(onehot[:, present], probabilities[:, present], average="macro")), 6),
         "test_images": int(len(labels)),
         "per_class": {
             name: {
                 **{key: round(float(report[name][key]), 6) for key in ("precision", "recall", "f1-score")},
-                "roc_auc": round(float(roc_auc_score(onehot[:, i], probabilities[:, i])), 6),
+                "roc_auc": round(float(roc_auc_score(onehot[:, i], probabilities[:, i])), 6) if present[i] else None,
             }
             for i, name in enumerate(classes)
         },
     }
+
+
+def _present(onehot: np.ndarray) -> np.ndarray:
+    """Which classes have both positives and negatives in the test split (an AUC exists)."""
+    positives = onehot.sum(axis=0)
+    return (positives > 0) & (positives < len(onehot))
 
 
 def text_report(labels: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> str:
@@ -53,6 +61,8 @@ def roc_curves(labels: np.ndarray, probabilities: np.ndarray, classes: list[str]
     grid = np.linspace(0, 1, 201)
     interpolated = []
     for i, name in enumerate(classes):
+        if not _present(onehot)[i]:
+            continue
         fpr, tpr, _ = roc_curve(onehot[:, i], probabilities[:, i])
         curves[f"class_{i}"] = _points(fpr, tpr, name)
         interpolated.append(np.interp(grid, fpr, tpr))

@@ -47,6 +47,8 @@ class Augment(_Section):
     zoom: float = Field(ge=0, lt=1)
     translation: float = Field(ge=0, lt=1)  # fraction of height/width
     contrast: float = Field(ge=0, lt=1)
+    # How rotation/zoom/translation fill the border: constant (black) suits digits on black.
+    fill_mode: Literal["reflect", "constant", "nearest", "wrap"]
     preview_images: int = Field(ge=1, le=32)
 
 
@@ -106,13 +108,21 @@ class DatasetParams(_Section):
         return self
 
 
+_MODEL_TAGS = {"cnn", "mobilenet_v2"}
+
+
 def _describe(error: dict) -> str:
-    loc = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-after"))
+    parts = [str(part) for part in error["loc"] if not str(part).startswith("function-after")]
+    if len(parts) > 1 and parts[0] == "model" and parts[1] in _MODEL_TAGS:
+        del parts[1]  # pydantic names the union member; the user wrote model.<key>
+    loc = ".".join(parts)
     kind = error["type"]
     if kind == "extra_forbidden":
         return f"{loc}: unknown key"
     if kind == "missing":
         return f"{loc}: missing key"
+    if kind == "union_tag_not_found":
+        return f"{loc}.name: missing key"
     message = error["msg"].removeprefix("Value error, ")
     got = "" if kind in ("value_error", "union_tag_invalid") else f" (got {error['input']!r})"
     return f"{loc}: {message}{got}".lstrip(": ")
@@ -143,6 +153,8 @@ def load(dataset: str, path: str | Path = PARAMS_FILE) -> DatasetParams:
         try:
             sections[name] = DatasetParams.model_validate({**section, "name": name})
         except ValidationError as err:
-            first = err.errors(include_url=False)[0]
+            errors = err.errors(include_url=False)
+            # A misspelt key shows up twice, as unknown and as missing: name the unknown one.
+            first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
             raise ImagerecError(f"{path}: {name}.{_describe(first)}") from None
     return sections[dataset]

@@ -111,10 +111,12 @@ class Mirror:
         if not sums.is_file():
             raise ImagerecError(f"mirror {self.root}: no SHA256SUMS file (is {MIRROR_ENV} right?)")
         self.checksums = {}
-        for line in sums.read_text().splitlines():
+        for number, line in enumerate(sums.read_text().splitlines(), 1):
             if line.strip():
-                digest, name = line.split(maxsplit=1)
-                self.checksums[name.strip().lstrip("*")] = digest.lower()
+                fields = line.split(maxsplit=1)
+                if len(fields) != 2:
+                    raise ImagerecError(f"mirror {self.root}: SHA256SUMS line {number} is not '<sha256>  <path>'")
+                self.checksums[fields[1].strip().lstrip("*")] = fields[0].lower()
 
     def find(self, folder: str, names: tuple[str, ...]) -> str | None:
         for name in names:
@@ -162,7 +164,7 @@ def download(url: str, dest: Path, sha256: str | None, retries: int = 3, timeout
             status = err.response.status_code if err.response is not None else "?"
             if attempt == retries or (isinstance(status, int) and status < 500):
                 raise ImagerecError(f"download failed: {url}: HTTP {status}") from None
-        except (requests.ConnectionError, requests.Timeout) as err:
+        except requests.RequestException as err:  # refused, reset, timed out, cut off mid-body
             tmp.unlink(missing_ok=True)
             if attempt == retries:
                 reason = " ".join(str(err).split())[:200]

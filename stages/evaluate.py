@@ -38,7 +38,7 @@ def main() -> None:
         evaluation.confusion_rows(labels, probabilities, classes).to_csv(out / "confusion.csv", index=False)
         with atomic_file(out / "classification_report.txt") as f:
             f.write(evaluation.text_report(labels, probabilities, classes))
-        aucs = {f"class_{i}": scores["per_class"][c]["roc_auc"] for i, c in enumerate(classes)}
+        aucs = {f"class_{i}": scores["per_class"][c]["roc_auc"] for i, c in enumerate(classes) if f"class_{i}" in curves}
         aucs.update(micro=scores["roc_auc_micro"], macro=scores["roc_auc_macro"])
         figures.roc(curves, aucs, out / "roc.png")
         figures.confusion_matrix(evaluation.confusion(labels, probabilities, classes), classes, out / "confusion_matrix.png")

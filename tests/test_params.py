@@ -1,0 +1,138 @@
+"""params.load: the committed params.yaml is valid, and every kind of mistake is one clear line."""
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from imagerec import params
+from imagerec.errors import ImagerecError
+
+COMMITTED = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+@pytest.fixture
+def settings() -> dict:
+    """A fresh, mutable copy of the committed params.yaml."""
+    return yaml.safe_load(COMMITTED.read_text())
+
+
+def write(tmp_path: Path, settings: dict) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def set_key(settings: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    node = settings
+    for key in parents:
+        node = node[key]
+    node[last] = value
+
+
+def load_error(path: Path, dataset: str = "mnist") -> str:
+    with pytest.raises(ImagerecError) as info:
+        params.load(dataset, path)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+@pytest.mark.parametrize("dataset, model, color_mode", [
+    ("mnist", "cnn", "grayscale"),
+    ("cifar10", "cnn", "rgb"),
+    ("cats_vs_dogs", "mobilenet_v2", "rgb"),
+])
+def test_committed_params_load_for_each_dataset(dataset, model, color_mode):
+    loaded = params.load(dataset, COMMITTED)
+    assert loaded.name == dataset
+    assert loaded.model.name == model
+    assert loaded.preprocess.color_mode == color_mode
+
+
+def test_loaded_params_are_frozen():
+    loaded = params.load("mnist", COMMITTED)
+    with pytest.raises(ValidationError):
+        loaded.train.epochs = 1
+
+
+@pytest.mark.parametrize("dataset, dotted, value, expected", [
+    ("mnist", "mnist.train.epochs", "10", ["mnist.train.epochs", "valid integer", "'10'"]),
+    ("mnist", "mnist.train.epochs", 0, ["mnist.train.epochs", "greater than or equal to 1", "(got 0)"]),
+    ("mnist", "mnist.train.epochs", -3, ["mnist.train.epochs", "greater than or equal to 1", "(got -3)"]),
+    ("mnist", "mnist.train.batch_size", 0, ["mnist.train.batch_size", "greater than or equal to 1", "(got 0)"]),
+    ("mnist", "mnist.train.batch_size", -1, ["mnist.train.batch_size", "greater than or equal to 1", "(got -1)"]),
+    ("mnist", "mnist.preprocess.color_mode", "sepia", ["mnist.preprocess.color_mode", "'grayscale'", "'rgb'"]),
+    ("mnist", "mnist.train.extra", 1, ["mnist.train.extra: unknown key"]),
+    ("mnist", "mnist.model.batch_norm", 1, ["batch_norm", "valid boolean", "(got 1)"]),
+    ("mnist", "mnist.model.name", "resnet", ["mnist.model", "'cnn'", "'mobilenet_v2'"]),
+    ("mnist", "mnist.fetch.source", "kaggle", ["mnist.fetch.source", "'kaggle'", "allowed: keras"]),
+    ("cats_vs_dogs", "cats_vs_dogs.fetch.source", "imagenet",
+     ["cats_vs_dogs.fetch.source", "allowed: kaggle, petimages, tensorflow"]),
+    ("cats_vs_dogs", "cats_vs_dogs.preprocess.color_mode", "grayscale",
+     ["cats_vs_dogs.preprocess.color_mode", "mobilenet_v2 needs rgb"]),
+    ("cats_vs_dogs", "cats_vs_dogs.preprocess.image_size", 16,
+     ["cats_vs_dogs.preprocess.image_size", "at least 32x32"]),
+    ("mnist", "mnist.name", "cifar10", ["mnist.name: unknown key"]),
+])
+def test_bad_value_is_one_line_naming_the_key(tmp_path, settings, dataset, dotted, value, expected):
+    set_key(settings, dotted, value)
+    message = load_error(write(tmp_path, settings), dataset)
+    assert message.startswith(str(tmp_path / "params.yaml"))
+    for fragment in expected:
+        assert fragment in message
+
+
+def test_model_error_names_the_key_as_written_in_params_yaml(tmp_path, settings):
+    settings["mnist"]["model"]["batch_norm"] = 1
+    assert "mnist.model.batch_norm:" in load_error(write(tmp_path, settings))
+
+
+def test_misspelt_key_is_reported_by_dotted_name(tmp_path, settings):
+    settings["mnist"]["train"]["epoch"] = settings["mnist"]["train"].pop("epochs")
+    assert "mnist.train.epoch: unknown key" in load_error(write(tmp_path, settings))
+
+
+@pytest.mark.parametrize("val, test", [(0.5, 0.5), (0.6, 0.5)])
+def test_fractions_leaving_no_training_data_are_refused(tmp_path, settings, val, test):
+    settings["mnist"]["preprocess"].update(val_fraction=val, test_fraction=test)
+    message = load_error(write(tmp_path, settings))
+    assert "mnist.preprocess" in message and "val_fraction + test_fraction must be < 1" in message
+
+
+def test_unknown_dataset_section_is_refused_with_allowed_names(tmp_path, settings):
+    settings["imagenet"] = settings["mnist"]
+    message = load_error(write(tmp_path, settings))
+    assert "imagenet: unknown dataset" in message
+    assert "mnist, cifar10, cats_vs_dogs" in message
+
+
+def test_error_in_another_dataset_section_is_still_reported(tmp_path, settings):
+    settings["cifar10"]["train"]["epochs"] = 0
+    assert "cifar10.train.epochs" in load_error(write(tmp_path, settings), "mnist")
+
+
+def test_missing_section_for_requested_dataset(tmp_path, settings):
+    del settings["cifar10"]
+    path = write(tmp_path, settings)
+    assert params.load("mnist", path).name == "mnist"
+    assert "cifar10: missing section for this dataset" in load_error(path, "cifar10")
+
+
+def test_yaml_syntax_error_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("mnist:\n  seed: [42\n  fetch: {}\n")
+    assert "not valid YAML" in load_error(path)
+
+
+@pytest.mark.parametrize("text", ["", "- mnist\n", "just a string\n"])
+def test_params_file_that_is_not_a_mapping_is_refused(tmp_path, text):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    assert "must be a mapping" in load_error(path)
+
+
+def test_missing_params_file_is_reported(tmp_path):
+    message = load_error(tmp_path / "nope.yaml")
+    assert "nope.yaml: not found" in message

@@ -1,0 +1,130 @@
+"""The whole pipeline through the real `dvc` CLI, on the tiny profile."""
+import json
+import math
+import re
+
+import pytest
+from conftest import make_pipeline_repo, real_mirror
+
+DATASETS = ["mnist", "cifar10", "cats_vs_dogs"]
+STAGES = ["fetch", "preprocess", "augment", "train", "evaluate"]
+
+pytestmark = pytest.mark.slow
+
+
+def _reject_nan(value):
+    raise ValueError(f"{value} is not valid JSON for Vega-Lite")
+
+
+def assert_plot_data_is_finite_json(repo):
+    files = list((repo.path / "plots").rglob("*.json")) + list((repo.path / "metrics").glob("*.json"))
+    assert files
+    for path in files:
+        json.loads(path.read_text(), parse_constant=_reject_nan)
+
+
+def stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def changed_stages(repo) -> set[str]:
+    return set(json.loads(repo.dvc("status", "--json").stdout))
+
+
+def test_tiny_pipeline_runs_end_to_end_and_caches_every_stage(pipeline_repo):
+    repo = pipeline_repo
+    stage_names = repo.dvc("stage", "list", "--names-only").stdout.split()
+    assert sorted(stage_names) == sorted(f"{stage}@{ds}" for stage in STAGES for ds in DATASETS)
+
+    repo.dvc("repro")
+
+    for dataset in DATASETS:
+        metrics = repo.metrics(dataset)
+        for key in ("accuracy", "loss", "roc_auc_micro", "roc_auc_macro"):
+            assert math.isfinite(metrics[key])
+        assert 0 <= metrics["accuracy"] <= 1
+        classes = json.loads((repo.path / "data/prepared" / dataset / "classes.json").read_text())
+        assert sorted(metrics["per_class"]) == sorted(classes)
+        for png in ("explore/samples.png", "explore/class_balance.png", "augment/preview.png",
+                    "evaluate/roc.png", "evaluate/confusion_matrix.png", "evaluate/predictions.png",
+                    "evaluate/misclassified.png"):
+            assert (repo.path / "plots" / dataset / png).stat().st_size > 1000
+        curves = repo.path / "plots" / dataset / "train/plots/metrics"
+        assert (curves / "train/loss.tsv").read_text().count("\n") == 1 + 2  # header + 2 epochs
+        assert (repo.path / "models" / dataset / "model.keras").is_file()
+    assert json.loads((repo.path / "data/pretrained/cats_vs_dogs/manifest.json").read_text())["files"]
+    assert json.loads((repo.path / "data/pretrained/mnist/manifest.json").read_text())["files"] == []
+    assert_plot_data_is_finite_json(repo)
+    shown = repo.dvc("plots", "show", "--json").stdout
+    assert "Infinity" not in shown and "NaN" not in shown
+
+    # Metrics and plot data belong to git; the data and models to DVC's cache.
+    assert repo.run("git", "check-ignore", "-q", "metrics/mnist.json", check=False).returncode == 1
+    assert repo.run("git", "check-ignore", "-q", "plots/mnist/evaluate/roc/micro.json", check=False).returncode == 1
+    assert repo.run("git", "check-ignore", "-q", "models/mnist", check=False).returncode == 0
+
+    # Nothing changed: nothing runs.
+    assert stages_run(repo.dvc("repro").stdout) == set()
+    assert changed_stages(repo) == set()
+
+    # A train knob of one dataset re-runs that dataset's train and evaluate only.
+    params = repo.params
+    params["cifar10"]["train"]["learning_rate"] = 0.01
+    repo.params = params
+    assert changed_stages(repo) == {"train@cifar10"}
+    assert stages_run(repo.dvc("repro").stdout) == {"train@cifar10", "evaluate@cifar10"}
+
+
+@pytest.mark.skipif(real_mirror() is None, reason="no mirror of the real datasets (../shared/data) on this machine")
+def test_tiny_pipeline_on_the_real_mirror(tmp_path):
+    repo = make_pipeline_repo(tmp_path / "repo", real_mirror())
+    params = repo.params
+    # Enough photos and steps for the frozen ImageNet features to show: 40 per class, 96x96.
+    params["cats_vs_dogs"]["preprocess"].update(max_per_class=40, image_size=96)
+    params["cats_vs_dogs"]["train"].update(epochs=3, learning_rate=0.01)
+    repo.params = params
+    repo.dvc("repro")
+    stats = {ds: json.loads((repo.path / "plots" / ds / "explore/stats.json").read_text()) for ds in DATASETS}
+    assert stats["cifar10"]["classes"][:2] == ["airplane", "automobile"]
+    assert stats["cats_vs_dogs"]["classes"] == ["cats", "dogs"]
+    assert stats["mnist"]["image_shape"] == [28, 28, 1]
+    assert repo.metrics("cats_vs_dogs")["roc_auc_macro"] >= 0.8
+    assert_plot_data_is_finite_json(repo)
+
+
+def test_bad_params_stop_a_stage_with_one_line_naming_the_key(pipeline_repo):
+    repo = pipeline_repo
+    params = repo.params
+    params["mnist"]["train"]["epochs"] = 0
+    repo.params = params
+    result = repo.run("python", "stages/fetch.py", "mnist", "data/raw/mnist", "data/pretrained/mnist", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert result.stderr.startswith("error: params.yaml: mnist.train.epochs:")
+    assert not (repo.path / "data/raw/mnist").exists()
+
+
+def test_fetch_without_network_or_mirror_names_the_url_and_the_mirror_variable(tmp_path):
+    repo = make_pipeline_repo(tmp_path / "repo", mirror=None)
+    repo.env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")  # nothing listens there
+    result = repo.run("python", "stages/fetch.py", "mnist", "data/raw/mnist", "data/pretrained/mnist", check=False)
+    assert result.returncode == 2
+    assert "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz" in result.stderr
+    assert "IMAGEREC_MIRROR" in result.stderr
+    assert not (repo.path / "data/raw/mnist").exists()
+    assert not list((repo.path / "data/raw").glob(".mnist.*"))
+
+
+def test_tampered_mirror_file_is_refused_and_nothing_is_kept(tmp_path, fixture_mirror):
+    import shutil
+
+    mirror = tmp_path / "mirror"
+    shutil.copytree(fixture_mirror, mirror)
+    with open(mirror / "mnist/mnist.npz", "ab") as f:
+        f.write(b"tampered")
+    repo = make_pipeline_repo(tmp_path / "repo", mirror)
+    result = repo.run("python", "stages/fetch.py", "mnist", "data/raw/mnist", "data/pretrained/mnist", check=False)
+    assert result.returncode == 2
+    assert "sha256 mismatch" in result.stderr
+    assert not (repo.path / "data/raw/mnist").exists()
+    assert not list((repo.path / "data/raw").iterdir())

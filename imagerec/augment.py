@@ -12,7 +12,7 @@ POLICY_FILE = "policy.json"
 def policy_from_params(augment) -> dict:
     """The policy as plain data: only the transforms that are switched on."""
     if not augment.enabled:
-        return {"enabled": False, "fill_mode": augment.fill_mode, "ops": []}
+        return {"enabled": False, "fill_mode": augment.fill_mode, "interpolation": augment.interpolation, "ops": []}
     ops = []
     if augment.flip != "none":
         ops.append({"op": "flip", "mode": augment.flip})
@@ -20,7 +20,7 @@ def policy_from_params(augment) -> dict:
         strength = getattr(augment, op)
         if strength > 0:
             ops.append({"op": op, "factor": strength})
-    return {"enabled": True, "fill_mode": augment.fill_mode, "ops": ops}
+    return {"enabled": True, "fill_mode": augment.fill_mode, "interpolation": augment.interpolation, "ops": ops}
 
 
 def build_layers(policy: dict, seed: int):
@@ -28,17 +28,17 @@ def build_layers(policy: dict, seed: int):
     import keras
 
     layers = []
-    fill = policy["fill_mode"]
+    resample = {"fill_mode": policy["fill_mode"], "interpolation": policy["interpolation"]}
     for i, op in enumerate(policy["ops"]):
         op_seed = seed + i  # each layer its own stream, all fixed by the dataset seed
         if op["op"] == "flip":
             layers.append(keras.layers.RandomFlip(op["mode"], seed=op_seed))
         elif op["op"] == "rotation":
-            layers.append(keras.layers.RandomRotation(op["factor"], fill_mode=fill, seed=op_seed))
+            layers.append(keras.layers.RandomRotation(op["factor"], **resample, seed=op_seed))
         elif op["op"] == "zoom":
-            layers.append(keras.layers.RandomZoom(op["factor"], fill_mode=fill, seed=op_seed))
+            layers.append(keras.layers.RandomZoom(op["factor"], **resample, seed=op_seed))
         elif op["op"] == "translation":
-            layers.append(keras.layers.RandomTranslation(op["factor"], op["factor"], fill_mode=fill, seed=op_seed))
+            layers.append(keras.layers.RandomTranslation(op["factor"], op["factor"], **resample, seed=op_seed))
         elif op["op"] == "contrast":
             layers.append(keras.layers.RandomContrast(op["factor"], value_range=(0, 255), seed=op_seed))
         else:

@@ -49,6 +49,9 @@ class Augment(_Section):
     contrast: float = Field(ge=0, lt=1)
     # How rotation/zoom/translation fill the border: constant (black) suits digits on black.
     fill_mode: Literal["reflect", "constant", "nearest", "wrap"]
+    # Each geometric op resamples the image once; bilinear blurs a little every time, which
+    # matters for 28x28 strokes. nearest keeps edges crisp.
+    interpolation: Literal["bilinear", "nearest"]
     preview_images: int = Field(ge=1, le=32)
 
 

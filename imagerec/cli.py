@@ -1,0 +1,171 @@
+"""The `imagerec` command: label image files with a trained model dir, or serve it over HTTP."""
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import images
+from .errors import ImagerecError, run_stage
+
+IMAGE_SUFFIXES = {".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
+CHANNELS = {"grayscale": 1, "rgb": 3}
+BATCH_SIZE = 32
+
+
+class Classifier:
+    """A model dir ready for use: decodes images the way its card says and ranks its classes."""
+
+    def __init__(self, model_dir: Path):
+        from . import models  # imports TensorFlow (seconds): usage errors need not wait for it
+
+        try:
+            self.model, card = models.load(model_dir)
+        except json.JSONDecodeError as err:  # models.load passes a malformed card through as-is
+            raise ImagerecError(f"{model_dir}: model.json is not valid JSON ({err})") from None
+        try:
+            self.classes = [str(name) for name in card["classes"]]
+            self.size, self.color_mode = int(card["input_shape"][0]), card["color_mode"]
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise ImagerecError(f"{model_dir}: model.json needs classes, input_shape and color_mode") from None
+        self.dataset = card.get("dataset")
+        expected = (self.size, self.size, CHANNELS.get(self.color_mode))
+        if tuple(self.model.input_shape[1:]) != expected or self.model.output_shape[-1] != len(self.classes):
+            raise ImagerecError(
+                f"{model_dir}: model.json ({len(self.classes)} classes, {self.color_mode} {self.size}x{self.size})"
+                f" does not match the model (input {self.model.input_shape[1:]}, {self.model.output_shape[-1]} outputs)")
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return images.decode(data, self.size, self.color_mode)
+
+    def rank(self, pixels: list[np.ndarray], top_k: int) -> list[list[dict]]:
+        """Per image, the top_k classes as [{"label", "probability"}], most probable first."""
+        from . import training
+
+        probabilities = training.predict(self.model, np.stack(pixels), BATCH_SIZE)
+        return [[{"label": self.classes[i], "probability": float(p[i])}
+                 for i in np.argsort(-p, kind="stable")[:top_k]]
+                for p in probabilities]
+
+
+def image_files(inputs: list[Path]) -> list[Path]:
+    """Files as given; a folder stands for its image files (by suffix), sorted, not recursing.
+
+    A folder without any stays in the list, so that reading it reports it like a bad file.
+    """
+    files = []
+    for path in inputs:
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else []
+        files.extend(found or [path])
+    return files
+
+
+def read_image_file(path: Path) -> bytes:
+    """The file's bytes, but at most one more than images.decode accepts: a huge file is refused
+    without first filling memory."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(images.MAX_IMAGE_BYTES + 1)
+    except FileNotFoundError:
+        raise ImagerecError("no such file") from None
+    except IsADirectoryError:
+        raise ImagerecError(f"a folder with no image files ({', '.join(sorted(IMAGE_SUFFIXES))})") from None
+    except OSError as err:
+        raise ImagerecError(f"cannot read: {err.strerror}") from None
+
+
+def predict_command(args: argparse.Namespace) -> None:
+    if args.top_k < 1:
+        raise ImagerecError(f"--top-k must be at least 1, not {args.top_k}")
+    classifier = Classifier(args.model_dir)
+    files, results, failed = image_files(args.images), [], 0
+    for start in range(0, len(files), BATCH_SIZE):
+        good, pixels = [], []
+        for path in files[start:start + BATCH_SIZE]:
+            try:
+                pixels.append(classifier.decode(read_image_file(path)))
+                good.append(path)
+            except ImagerecError as err:
+                print(f"error: {path}: {err}", file=sys.stderr)
+                failed += 1
+        for path, ranked in zip(good, classifier.rank(pixels, args.top_k) if pixels else []):
+            results.append({"file": str(path), "predictions": ranked})
+            if not args.json:
+                print(f"{path}: " + ", ".join(f"{p['label']} {p['probability']:.3f}" for p in ranked), flush=True)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    if failed:
+        sys.exit(2)
+
+
+def serve_command(args: argparse.Namespace) -> None:
+    from . import serve
+
+    serve.run(args.model_dir, args.host, args.port)
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage mistakes end like every other error: one `error: ...` line on stderr, exit code 2."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = OneLineErrorParser(prog="imagerec", description=__doc__)
+    commands = top.add_subparsers(required=True, metavar="COMMAND")
+
+    predict = commands.add_parser(
+        "predict", help="print the most probable labels of image files",
+        description="Print the top-k labels and probabilities of each image, as `FILE: label 0.973, ...` lines "
+                    "or (--json) a JSON list of {file, predictions: [{label, probability}]}. "
+                    "A bad image (missing, not an image, truncated, too large) does not stop the others: "
+                    "it gets an `error: FILE: reason` line on stderr, the good images are still predicted, "
+                    "and the exit code is 2. A bad model directory or option stops everything (exit code 2).")
+    predict.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a trained model: model.keras + model.json")
+    predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
+                         help="image files, or folders standing for their image files (sorted, not recursive)")
+    predict.add_argument("--top-k", type=int, default=3, metavar="K", help="labels shown per image (default: 3)")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
+    predict.set_defaults(command=predict_command)
+
+    serve = commands.add_parser(
+        "serve", help="serve the model over HTTP",
+        description="Serve the model over HTTP: GET /health, and POST /predict with a multipart file field "
+                    "`file` (and an optional top_k query parameter). The model is loaded once, at start-up.")
+    serve.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a trained model: model.keras + model.json")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    serve.set_defaults(command=serve_command)
+    return top
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the process's stderr pointed at /dev/null: TF 2.21's C++ start-up
+    notices (oneDNN, absl) ignore TF_CPP_MIN_LOG_LEVEL and would bury the one-line errors.
+    An import that fails still raises, and its traceback is printed once stderr is back."""
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    import_tensorflow_quietly()
+    run_stage(lambda: args.command(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -2,8 +2,10 @@
 
     python benchmarks/repro_timed.py [dvc repro args...]   # e.g. --force, or a stage name
 
-Streams dvc's output as it comes and writes benchmarks/results/stage_times.json: per stage,
-seconds from its "Running stage" line to the lock-file update that ends it.
+Streams dvc's output as it comes and records in benchmarks/results/stage_times.json, per
+stage, the seconds from its "Running stage" line to the end of its run. Stages
+this run did not execute keep their earlier figure, so partial runs (e.g. `--force -s STAGE`)
+fill in the table.
 """
 import json
 import os
@@ -28,20 +30,26 @@ def main() -> int:
         sys.stdout.flush()
         now = time.monotonic()
         match = re.match(r"Running stage '([^']+)'", line)
-        if match:
-            current, current_start = match.group(1), now
-        elif current and line.startswith("Updating lock file"):
+        # A stage ends at its lock-file update, or (when the lock does not change, as with
+        # --force on an unchanged stage) where the next stage or the whole run begins or ends.
+        if current and (match or line.startswith("Updating lock file")):
             times[current] = round(now - current_start, 1)
             current = None
+        if match:
+            current, current_start = match.group(1), now
     code = process.wait()
-    result = {
+    if current:
+        times[current] = round(time.monotonic() - current_start, 1)
+    result = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": [], "stage_seconds": {}}
+    result["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    result["runs"].append({
         "command": " ".join(command),
         "exit_code": code,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
         "total_seconds": round(time.monotonic() - started, 1),
-        "stage_seconds": times,
-    }
+        "stages_run": sorted(times),
+    })
+    result["stage_seconds"].update(times)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"stage times written to {RESULTS}")

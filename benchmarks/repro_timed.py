@@ -49,7 +49,8 @@ def main() -> int:
         "total_seconds": round(time.monotonic() - started, 1),
         "stages_run": sorted(times),
     })
-    result["stage_seconds"].update(times)
+    if code == 0:  # a failed run's times describe no finished pipeline
+        result["stage_seconds"].update(times)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"stage times written to {RESULTS}")

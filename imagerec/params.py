@@ -89,6 +89,13 @@ class Evaluate(_Section):
     samples_shown: int = Field(ge=1, le=64)
 
 
+class Export(_Section):
+    # keras (model.keras) is always written and is the reference the others are scored against.
+    formats: list[Literal["saved_model", "tflite_float32", "tflite_dynamic_range", "tflite_int8"]] = Field(max_length=4)
+    calibration_images: int = Field(ge=1, le=10000)  # training images that calibrate int8
+    batch_size: int = Field(ge=1)
+
+
 class DatasetParams(_Section):
     name: str
     seed: int = Field(ge=0)
@@ -98,6 +105,7 @@ class DatasetParams(_Section):
     model: Model
     train: Train
     evaluate: Evaluate
+    export: Export
 
     @model_validator(mode="after")
     def _known_source_and_shape(self):

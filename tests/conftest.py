@@ -29,6 +29,7 @@ def tiny_profile(params: dict) -> dict:
         section["train"].update(epochs=2, batch_size=16)
         section["augment"]["preview_images"] = 4
         section["evaluate"].update(samples_shown=8, batch_size=32)
+        section["export"]["calibration_images"] = 8
     params["cats_vs_dogs"]["preprocess"]["image_size"] = 64
     return params
 

@@ -20,7 +20,7 @@ def pattern_images(labels, size: int, channels: int, seed: int = 0) -> np.ndarra
     images = rng.integers(0, 60, size=(len(labels), size, size, channels), dtype=np.uint8)
     cell = max(2, size // 4)
     for i, label in enumerate(labels):
-        row, col = divmod(int(label) % 9, 3)
+        row, col = divmod(int(label) % 16, 4)  # a distinct square for each of up to 16 classes
         images[i, row * cell:(row + 1) * cell, col * cell:(col + 1) * cell, :] = 230
         if channels == 3:
             images[i, ..., int(label) % 3] //= 2  # a colour cue too
@@ -96,3 +96,27 @@ def make_mirror(root: Path, with_weights: bool = True) -> Path:
         lines.append(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {relpath}\n")
     (root / "SHA256SUMS").write_text("".join(lines))
     return root
+
+
+TINY_CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+TINY_CARD = {"dataset": "mnist", "classes": TINY_CLASSES, "input_shape": [28, 28, 1], "color_mode": "grayscale"}
+
+
+def write_tiny_model(model_dir: Path) -> Path:
+    """A small CNN trained in about a second on the fixture patterns, saved as the pipeline saves one."""
+    import keras
+
+    from imagerec import models
+
+    keras.utils.set_random_seed(0)
+    labels = np.repeat(np.arange(10), 20)
+    model = models.cnn((28, 28, 1), 10, [8], 1, True, 16, 0.0)
+    model.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy")
+    model.fit(pattern_images(labels, 28, 1).astype("float32"), keras.utils.to_categorical(labels, 10),
+              epochs=5, batch_size=16, verbose=0)
+    models.save(model, model_dir, TINY_CARD)
+    return model_dir
+
+
+def image_of(label: int, fmt: str = "PNG", size: int = 28, channels: int = 1) -> bytes:
+    return encode(pattern_images([label], size, channels, seed=7)[0], fmt)

@@ -11,39 +11,18 @@ import pytest
 import fixtures
 from imagerec import cli, models
 
-CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-CARD = {"dataset": "mnist", "classes": CLASSES, "input_shape": [28, 28, 1], "color_mode": "grayscale"}
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_tiny_model(model_dir: Path) -> Path:
-    """A small CNN trained in about a second on the fixture patterns, saved as the pipeline saves one.
-
-    Classes 0 and 9 share a pattern in grayscale (fixtures.pattern_images), so tests use 1..8.
-    """
-    keras.utils.set_random_seed(0)
-    labels = np.repeat(np.arange(10), 20)
-    model = models.cnn((28, 28, 1), 10, [8], 1, True, 16, 0.0)
-    model.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy")
-    model.fit(fixtures.pattern_images(labels, 28, 1).astype("float32"), keras.utils.to_categorical(labels, 10),
-              epochs=5, batch_size=16, verbose=0)
-    models.save(model, model_dir, CARD)
-    return model_dir
 
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
-    return write_tiny_model(tmp_path_factory.mktemp("model"))
-
-
-def image_of(label: int, fmt: str = "PNG", size: int = 28, channels: int = 1) -> bytes:
-    return fixtures.encode(fixtures.pattern_images([label], size, channels, seed=7)[0], fmt)
+    return fixtures.write_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture
 def two_images(tmp_path) -> list[Path]:
-    (tmp_path / "two.png").write_bytes(image_of(2, "PNG"))
-    (tmp_path / "five.jpg").write_bytes(image_of(5, "JPEG"))
+    (tmp_path / "two.png").write_bytes(fixtures.image_of(2, "PNG"))
+    (tmp_path / "five.jpg").write_bytes(fixtures.image_of(5, "JPEG"))
     return [tmp_path / "two.png", tmp_path / "five.jpg"]
 
 
@@ -86,22 +65,22 @@ def test_top_k_above_the_number_of_classes_shows_every_class(model_dir, two_imag
     code, out, _ = run_main(capsys, "predict", model_dir, two_images[0], "--top-k", "50", "--json")
     predictions = json.loads(out)[0]["predictions"]
     assert code == 0
-    assert sorted(p["label"] for p in predictions) == sorted(CLASSES)
+    assert sorted(p["label"] for p in predictions) == sorted(fixtures.TINY_CLASSES)
     assert sum(p["probability"] for p in predictions) == pytest.approx(1.0)
 
 
 def test_a_larger_rgb_image_is_resized_and_made_grayscale_like_the_model(model_dir, tmp_path, capsys):
-    (tmp_path / "six.png").write_bytes(image_of(6, "PNG", size=56, channels=3))
+    (tmp_path / "six.png").write_bytes(fixtures.image_of(6, "PNG", size=56, channels=3))
     code, out, _ = run_main(capsys, "predict", model_dir, tmp_path / "six.png", "--json")
     assert code == 0 and json.loads(out)[0]["predictions"][0]["label"] == "six"
 
 
 def test_a_folder_stands_for_its_image_files_sorted(model_dir, tmp_path, capsys):
     for name, label in [("b.jpg", 3), ("a.PNG", 4), ("c.png", 7)]:
-        (tmp_path / name).write_bytes(image_of(label, "JPEG" if name.endswith("jpg") else "PNG"))
+        (tmp_path / name).write_bytes(fixtures.image_of(label, "JPEG" if name.endswith("jpg") else "PNG"))
     (tmp_path / "notes.txt").write_text("not an image, and not named like one")
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "d.png").write_bytes(image_of(8))
+    (tmp_path / "sub" / "d.png").write_bytes(fixtures.image_of(8))
     code, out, err = run_main(capsys, "predict", model_dir, tmp_path, "--json")
     assert (code, err) == (0, "")
     assert [(Path(r["file"]).name, r["predictions"][0]["label"]) for r in json.loads(out)] == [
@@ -137,7 +116,7 @@ def test_predict_on_a_text_file_named_jpg_exits_2_with_one_line(model_dir, tmp_p
 
 
 def test_predict_on_a_truncated_png_exits_2_with_one_line(model_dir, tmp_path, capsys):
-    data = image_of(3, "PNG", size=64)
+    data = fixtures.image_of(3, "PNG", size=64)
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     code, out, err = run_main(capsys, "predict", model_dir, tmp_path / "cut.png")
     [line] = err.splitlines()
@@ -179,7 +158,7 @@ def test_predict_with_a_malformed_card_exits_2_with_one_line(model_dir, two_imag
 
 def test_predict_with_a_card_that_does_not_fit_the_model_exits_2(model_dir, two_images, tmp_path, capsys):
     (tmp_path / models.MODEL_FILE).write_bytes((model_dir / models.MODEL_FILE).read_bytes())
-    (tmp_path / models.CARD_FILE).write_text(json.dumps({**CARD, "classes": ["cat", "dog"]}))
+    (tmp_path / models.CARD_FILE).write_text(json.dumps({**fixtures.TINY_CARD, "classes": ["cat", "dog"]}))
     code, _, err = run_main(capsys, "predict", tmp_path, *two_images)
     [line] = err.splitlines()
     assert code == 2 and "does not match the model" in line
@@ -188,7 +167,7 @@ def test_predict_with_a_card_that_does_not_fit_the_model_exits_2(model_dir, two_
 def test_predict_refuses_a_model_with_a_lambda_layer(two_images, tmp_path):
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(lambda x: x * 2),
                               keras.layers.Flatten(), keras.layers.Dense(10, activation="softmax")])
-    models.save(model, tmp_path, CARD)
+    models.save(model, tmp_path, fixtures.TINY_CARD)
     result = run_subprocess("predict", tmp_path, *two_images)
     [line] = result.stderr.splitlines()
     assert (result.returncode, result.stdout) == (2, "")

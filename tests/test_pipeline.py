@@ -7,7 +7,7 @@ import pytest
 from conftest import make_pipeline_repo, real_mirror
 
 DATASETS = ["mnist", "cifar10", "cats_vs_dogs"]
-STAGES = ["fetch", "preprocess", "augment", "train", "evaluate"]
+STAGES = ["fetch", "preprocess", "augment", "train", "evaluate", "export"]
 
 pytestmark = pytest.mark.slow
 
@@ -52,6 +52,9 @@ def test_tiny_pipeline_runs_end_to_end_and_caches_every_stage(pipeline_repo):
         curves = repo.path / "plots" / dataset / "train/plots/metrics"
         assert (curves / "train/loss.tsv").read_text().count("\n") == 1 + 2  # header + 2 epochs
         assert (repo.path / "models" / dataset / "model.keras").is_file()
+        exported = json.loads((repo.path / "metrics" / f"{dataset}_export.json").read_text())
+        assert exported["tflite_float32"]["accuracy"] == metrics["accuracy"]
+        assert (repo.path / "exports" / dataset / "model_int8.tflite").is_file()
     assert json.loads((repo.path / "data/pretrained/cats_vs_dogs/manifest.json").read_text())["files"]
     assert json.loads((repo.path / "data/pretrained/mnist/manifest.json").read_text())["files"] == []
     assert_plot_data_is_finite_json(repo)
@@ -62,6 +65,7 @@ def test_tiny_pipeline_runs_end_to_end_and_caches_every_stage(pipeline_repo):
     assert repo.run("git", "check-ignore", "-q", "metrics/mnist.json", check=False).returncode == 1
     assert repo.run("git", "check-ignore", "-q", "plots/mnist/evaluate/roc/micro.json", check=False).returncode == 1
     assert repo.run("git", "check-ignore", "-q", "models/mnist", check=False).returncode == 0
+    assert repo.run("git", "check-ignore", "-q", "exports/mnist", check=False).returncode == 0
 
     # Nothing changed: nothing runs.
     assert stages_run(repo.dvc("repro").stdout) == set()
@@ -72,7 +76,7 @@ def test_tiny_pipeline_runs_end_to_end_and_caches_every_stage(pipeline_repo):
     params["cifar10"]["train"]["learning_rate"] = 0.01
     repo.params = params
     assert changed_stages(repo) == {"train@cifar10"}
-    assert stages_run(repo.dvc("repro").stdout) == {"train@cifar10", "evaluate@cifar10"}
+    assert stages_run(repo.dvc("repro").stdout) == {"train@cifar10", "evaluate@cifar10", "export@cifar10"}
 
 
 @pytest.mark.skipif(real_mirror() is None, reason="no mirror of the real datasets (../shared/data) on this machine")

@@ -11,14 +11,14 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from imagerec import serve
-from test_cli import CLASSES, image_of, write_tiny_model
+import fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    return write_tiny_model(tmp_path_factory.mktemp("model"))
+    return fixtures.write_tiny_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +34,11 @@ def upload(data: bytes, name: str = "two.png", content_type: str = "image/png") 
 def test_health_names_the_model_and_its_classes(client):
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "model": "mnist", "classes": CLASSES}
+    assert response.json() == {"status": "ok", "model": "mnist", "classes": fixtures.TINY_CLASSES}
 
 
 def test_predict_returns_the_right_label_for_an_uploaded_png(client):
-    response = client.post("/predict", files=upload(image_of(2)))
+    response = client.post("/predict", files=upload(fixtures.image_of(2)))
     body = response.json()
     assert response.status_code == 200
     assert body["file"] == "two.png"
@@ -47,14 +47,14 @@ def test_predict_returns_the_right_label_for_an_uploaded_png(client):
 
 
 def test_predict_takes_top_k_from_the_query(client):
-    response = client.post("/predict", params={"top_k": 1}, files=upload(image_of(5, "JPEG"), "five.jpg", "image/jpeg"))
+    response = client.post("/predict", params={"top_k": 1}, files=upload(fixtures.image_of(5, "JPEG"), "five.jpg", "image/jpeg"))
     assert response.status_code == 200
     assert [p["label"] for p in response.json()["predictions"]] == ["five"]
 
 
 @pytest.mark.parametrize("top_k", ["0", "many"])
 def test_a_bad_top_k_gets_422_with_a_json_error(client, top_k):
-    response = client.post("/predict", params={"top_k": top_k}, files=upload(image_of(2)))
+    response = client.post("/predict", params={"top_k": top_k}, files=upload(fixtures.image_of(2)))
     assert response.status_code == 422
     assert response.json()["error"].startswith("top_k: ")
 
@@ -66,7 +66,7 @@ def test_a_text_upload_gets_422_with_a_json_error(client):
 
 
 def test_a_truncated_upload_gets_422_with_a_json_error(client):
-    data = image_of(3, size=64)
+    data = fixtures.image_of(3, size=64)
     response = client.post("/predict", files=upload(data[: len(data) // 2], "cut.png"))
     assert response.status_code == 422
     assert response.json()["error"].startswith("cut.png: cannot decode:")
@@ -99,7 +99,7 @@ def test_an_oversized_upload_without_content_length_gets_413_too(client):
 
 def test_a_decompression_bomb_gets_422_with_a_json_error(client, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    response = client.post("/predict", files=upload(image_of(4, size=64), "bomb.png"))
+    response = client.post("/predict", files=upload(fixtures.image_of(4, size=64), "bomb.png"))
     assert response.status_code == 422
     assert response.json() == {"error": "bomb.png: too many pixels (decompression bomb?)"}
 
@@ -134,7 +134,7 @@ def test_the_real_server_answers_health_and_predict(model_dir, tmp_path):
             except requests.ConnectionError:
                 time.sleep(0.2)
         assert health.json()["status"] == "ok"
-        response = requests.post(f"{base}/predict", params={"top_k": 2}, files=upload(image_of(7)), timeout=30)
+        response = requests.post(f"{base}/predict", params={"top_k": 2}, files=upload(fixtures.image_of(7)), timeout=30)
         assert response.status_code == 200
         assert [p["label"] for p in response.json()["predictions"]][0] == "seven"
     finally:

@@ -1,0 +1,63 @@
+"""Per-image latency of every exported format, on one CPU core.
+
+    python benchmarks/export_latency.py [--images 200] [dataset ...]
+
+Reads exports/<dataset>/ (written by the export stage) and the prepared test split, predicts
+one image at a time (batch 1) after a warm-up, and writes the median and 90th-percentile
+milliseconds per format to benchmarks/results/export_latency.json.
+"""
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+# One core: set before TensorFlow runs its first op.
+tf.config.threading.set_intra_op_parallelism_threads(1)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+
+import numpy as np  # noqa: E402
+
+from imagerec import datasets, export  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "export_latency.json"
+FILES = {"keras": "model.keras", "saved_model": export.SAVED_MODEL_DIR, **export.TFLITE_FILES}
+
+
+def latency_ms(run, images: np.ndarray, warmup: int = 10) -> dict:
+    for image in images[:warmup]:
+        run(image[None])
+    times = []
+    for image in images:
+        start = time.perf_counter()
+        run(image[None])
+        times.append((time.perf_counter() - start) * 1000)
+    return {"median_ms": round(float(np.median(times)), 3), "p90_ms": round(float(np.percentile(times, 90)), 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="*", default=["mnist", "cifar10", "cats_vs_dogs"])
+    parser.add_argument("--images", type=int, default=200)
+    args = parser.parse_args()
+    results = {"machine": f"{platform.machine()}, 1 thread of {os.cpu_count()} CPUs", "images": args.images, "latency": {}}
+    for dataset in args.datasets:
+        test = datasets.load(Path("data/prepared") / dataset, splits=["test"]).splits["test"]
+        images = np.asarray(test.images[: args.images], dtype=np.float32)
+        results["latency"][dataset] = {}
+        for fmt, name in FILES.items():
+            path = Path("exports") / dataset / name
+            if path.exists():
+                results["latency"][dataset][fmt] = latency_ms(export.load(fmt, path, threads=1), images)
+                print(dataset, fmt, results["latency"][dataset][fmt], flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""export: every format is written, runs, and agrees with the Keras model it came from."""
+import numpy as np
+import pytest
+
+import fixtures
+from imagerec import export, models
+
+FORMATS = ["saved_model", "tflite_float32", "tflite_dynamic_range", "tflite_int8"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model_dir = fixtures.write_tiny_model(tmp_path_factory.mktemp("model"))
+    out = tmp_path_factory.mktemp("export")
+    labels = np.repeat(np.arange(10), 4)
+    calibration = fixtures.pattern_images(labels, 28, 1, seed=3)
+    return export.export(model_dir, out, FORMATS, calibration), out
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    labels = np.repeat(np.arange(10), 3)
+    return fixtures.pattern_images(labels, 28, 1, seed=5).astype(np.float32), labels
+
+
+def test_every_format_is_written_beside_a_loadable_model_directory(exported):
+    written, out = exported
+    assert set(written) == {"keras", *FORMATS}
+    for path in written.values():
+        assert export.size_bytes(path) > 0
+    model, card = models.load(out)  # the export directory is a model directory itself
+    assert card["classes"] == fixtures.TINY_CLASSES
+    assert export.size_bytes(written["tflite_dynamic_range"]) < export.size_bytes(written["tflite_float32"])
+
+
+def test_float_exports_give_the_keras_probabilities(exported, test_images):
+    written, _ = exported
+    images, _ = test_images
+    reference = export.load("keras", written["keras"])(images)
+    for fmt in ("saved_model", "tflite_float32"):
+        np.testing.assert_allclose(export.load(fmt, written[fmt])(images), reference, atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["tflite_dynamic_range", "tflite_int8"])
+def test_quantized_exports_keep_the_predicted_classes(exported, test_images, fmt):
+    written, _ = exported
+    images, labels = test_images
+    keras_accuracy = export.accuracy(export.load("keras", written["keras"]), images, labels, batch_size=7)
+    assert keras_accuracy >= 0.9  # the tiny model has learned the patterns
+    quantized = export.accuracy(export.load(fmt, written[fmt], threads=1), images, labels, batch_size=7)
+    assert abs(quantized - keras_accuracy) <= 0.1
+
+
+def test_tflite_model_accepts_changing_batch_sizes(exported, test_images):
+    written, _ = exported
+    images, _ = test_images
+    run = export.load("tflite_float32", written["tflite_float32"])
+    assert run(images[:1]).shape == (1, 10)
+    assert run(images[:5]).shape == (5, 10)
+    assert run(images[:1]).shape == (1, 10)

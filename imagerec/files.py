@@ -1,5 +1,6 @@
 """Atomic writes: a stage's output appears whole or not at all, so DVC never caches half of one."""
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -12,6 +13,9 @@ def atomic_dir(path: str | Path):
     """Yield an empty temporary directory beside `path`; on success it replaces `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # What a run killed with SIGKILL could not clean up (DVC runs one stage per output at a time).
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp

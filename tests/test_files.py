@@ -72,3 +72,13 @@ def test_a_stage_killed_with_sigterm_leaves_no_partial_output(tmp_path):
         process.kill()
     assert process.stderr.read().strip() == "error: interrupted"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_leftovers_of_a_killed_run_are_removed_by_the_next(tmp_path):
+    out = tmp_path / "out"
+    stale = tmp_path / ".out.abc123.tmp"  # what SIGKILL leaves: no chance to clean up
+    stale.mkdir()
+    (stale / "part").write_text("half written")
+    with atomic_dir(out) as tmp:
+        (tmp / "whole").write_text("done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -1,10 +1,11 @@
-"""Per-image latency of every exported format, on one CPU core.
+"""Per-image latency and file size of every exported format, latency on one CPU core.
 
     python benchmarks/export_latency.py [--images 200] [dataset ...]
 
 Reads exports/<dataset>/ (written by the export stage) and the prepared test split, predicts
 one image at a time (batch 1) after a warm-up, and writes the median and 90th-percentile
-milliseconds per format to benchmarks/results/export_latency.json.
+milliseconds and the size in bytes per format to benchmarks/results/export_latency.json.
+Run it as `taskset -c 0 python benchmarks/export_latency.py` to hold it to one core.
 """
 import argparse
 import json
@@ -52,7 +53,8 @@ def main() -> None:
         for fmt, name in FILES.items():
             path = Path("exports") / dataset / name
             if path.exists():
-                results["latency"][dataset][fmt] = latency_ms(export.load(fmt, path, threads=1), images)
+                results["latency"][dataset][fmt] = {**latency_ms(export.load(fmt, path, threads=1), images),
+                                                    "size_bytes": export.size_bytes(path)}
                 print(dataset, fmt, results["latency"][dataset][fmt], flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,8 +1,12 @@
 """Test-split metrics and the data behind the plots, all computed by scikit-learn."""
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (accuracy_score, classification_report, confusion_matrix, log_loss,
-                             roc_auc_score, roc_curve)
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (accuracy_score, average_precision_score, classification_report, confusion_matrix,
+                             log_loss, precision_recall_curve, roc_auc_score, roc_curve)
+
+PR_CURVE_POINTS = 500  # at most this many points per precision-recall curve in the plot data
+CALIBRATION_BINS = 15  # equal-width bins of the predicted class's probability, for ECE and the reliability diagram
 
 
 def metrics(labels: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict:
@@ -76,3 +80,107 @@ def roc_curves(labels: np.ndarray, probabilities: np.ndarray, classes: list[str]
 
 def _points(fpr, tpr, curve: str) -> list[dict]:
     return [{"fpr": round(float(x), 6), "tpr": round(float(y), 6), "curve": curve} for x, y in zip(fpr, tpr)]
+
+
+def scorecard(labels: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict:
+    """Everything the metrics JSON holds: `metrics`, plus average precision (per class, micro and
+    macro over the classes the test split has) and the expected calibration error."""
+    scores = metrics(labels, probabilities, classes)
+    precision = average_precision(labels, probabilities, classes)
+    per_class = scores.pop("per_class")
+    for name in classes:
+        per_class[name]["average_precision"] = precision["per_class"][name]
+    return {
+        **scores,
+        "average_precision_micro": precision["micro"],
+        "average_precision_macro": precision["macro"],
+        "expected_calibration_error": expected_calibration_error(labels, probabilities),
+        "per_class": per_class,
+    }
+
+
+def average_precision(labels: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict:
+    """Average precision (the area under the one-vs-rest precision-recall step curve):
+    {"per_class": {name: AP or None}, "micro": AP, "macro": AP}. None: no test image of that class."""
+    onehot = np.eye(len(classes))[labels]
+    present = _present(onehot)
+    return {
+        "per_class": {
+            name: round(float(average_precision_score(onehot[:, i], probabilities[:, i])), 6) if present[i] else None
+            for i, name in enumerate(classes)
+        },
+        "micro": round(float(average_precision_score(onehot, probabilities, average="micro")), 6),
+        "macro": round(float(average_precision_score(onehot[:, present], probabilities[:, present],
+                                                     average="macro")), 6),
+    }
+
+
+def pr_curves(labels: np.ndarray, probabilities: np.ndarray, classes: list[str]) -> dict[str, list[dict]]:
+    """One-vs-rest precision-recall curve per class, plus the micro-average (every image and
+    class as one binary decision), as lists of {recall, precision, curve} in increasing recall.
+
+    sklearn's `drop_intermediate` leaves out the points a plotted curve does not need; a curve
+    still longer than `PR_CURVE_POINTS` keeps that many of sklearn's points, evenly spaced along
+    it, first and last included (no point is made up), so the files stay small enough for git.
+    """
+    onehot = np.eye(len(classes))[labels]
+    curves = {}
+    for i, name in enumerate(classes):
+        if _present(onehot)[i]:
+            precision, recall, _ = precision_recall_curve(onehot[:, i], probabilities[:, i], drop_intermediate=True)
+            curves[f"class_{i}"] = _pr_points(recall, precision, name)
+    precision, recall, _ = precision_recall_curve(onehot.ravel(), probabilities.ravel(), drop_intermediate=True)
+    curves["micro"] = _pr_points(recall, precision, "micro-average")
+    return curves
+
+
+def _pr_points(recall, precision, curve: str) -> list[dict]:
+    # sklearn returns decreasing recall, ending at its (recall 0, precision 1) point.
+    keep = np.unique(np.linspace(0, len(recall) - 1, min(len(recall), PR_CURVE_POINTS)).round().astype(int))
+    return [{"recall": round(float(r), 6), "precision": round(float(p), 6), "curve": curve}
+            for r, p in zip(recall[keep][::-1], precision[keep][::-1])]
+
+
+def _reliability_bins(labels: np.ndarray, probabilities: np.ndarray, bins: int):
+    """Per non-empty equal-width bin of the predicted class's probability: (accuracy, mean
+    confidence, images). sklearn's calibration_curve gives the first two; the counts use its binning."""
+    confidence = np.clip(probabilities.max(axis=1), 0.0, 1.0)
+    correct = (probabilities.argmax(axis=1) == labels).astype(int)
+    accuracy, mean_confidence = calibration_curve(correct, confidence, n_bins=bins, strategy="uniform")
+    counts = np.bincount(np.searchsorted(np.linspace(0.0, 1.0, bins + 1)[1:-1], confidence), minlength=bins)
+    counts = counts[counts > 0]
+    assert len(counts) == len(accuracy), "bin counts do not line up with sklearn's calibration_curve"
+    return accuracy, mean_confidence, counts
+
+
+def reliability(labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS) -> list[dict]:
+    """The reliability diagram's data: per non-empty bin {confidence, accuracy, images}, where
+    confidence is the mean probability of the predicted class and accuracy the share that is right."""
+    accuracy, confidence, counts = _reliability_bins(labels, probabilities, bins)
+    return [{"confidence": round(float(c), 6), "accuracy": round(float(a), 6), "images": int(n)}
+            for c, a, n in zip(confidence, accuracy, counts)]
+
+
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """ECE: the gap |accuracy - mean confidence| of each bin, weighted by the bin's share of images."""
+    accuracy, confidence, counts = _reliability_bins(labels, probabilities, bins)
+    return round(float(np.sum(counts * np.abs(accuracy - confidence)) / counts.sum()), 6)
+
+
+def confused_pairs(labels: np.ndarray, probabilities: np.ndarray, classes: list[str], top: int = 5) -> list[dict]:
+    """The `top` largest off-diagonal confusion-matrix cells (ties by class order), non-zero only:
+    [{actual, predicted, count, fraction_of_actual}]."""
+    matrix = confusion(labels, probabilities, classes)
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    actual, predicted = np.nonzero(off)
+    order = np.lexsort((predicted, actual, -off[actual, predicted]))[:top]
+    return [{"actual": classes[a], "predicted": classes[p], "count": int(off[a, p]),
+             "fraction_of_actual": round(float(off[a, p] / matrix[a].sum()), 6)}
+            for a, p in zip(actual[order], predicted[order])]
+
+
+def confidently_wrong(labels: np.ndarray, probabilities: np.ndarray, count: int) -> np.ndarray:
+    """Indices of up to `count` misclassified images, the most confident (highest predicted probability) first."""
+    wrong = np.flatnonzero(probabilities.argmax(axis=1) != labels)
+    return wrong[np.argsort(-probabilities[wrong].max(axis=1), kind="stable")][:count]

@@ -4,9 +4,11 @@ from pathlib import Path
 
 import numpy as np
 
-from imagerec import datasets, evaluation, figures, models, params, training
+from imagerec import datasets, evaluation, figures, gradcam, models, params, training
 from imagerec.errors import run_stage
 from imagerec.files import atomic_dir, atomic_file, write_json
+
+GRADCAM_IMAGES = 8  # at most this many of the sample images get a heat map
 
 
 def main() -> None:
@@ -15,7 +17,8 @@ def main() -> None:
     parser.add_argument("prepared_dir", type=Path)
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("metrics_file", type=Path, help="output: metrics JSON")
-    parser.add_argument("plots_dir", type=Path, help="output: ROC and confusion data, report, PNGs")
+    parser.add_argument("plots_dir", type=Path,
+                        help="output: ROC, precision-recall, calibration and confusion data, report, PNGs")
     args = parser.parse_args()
     p = params.load(args.dataset)
 
@@ -26,28 +29,55 @@ def main() -> None:
     probabilities = training.predict(model, test.images, p.evaluate.batch_size)
     labels = test.labels
 
-    scores = evaluation.metrics(labels, probabilities, classes)
-    curves = evaluation.roc_curves(labels, probabilities, classes)
+    scores = evaluation.scorecard(labels, probabilities, classes)
+    roc = evaluation.roc_curves(labels, probabilities, classes)
+    pr = evaluation.pr_curves(labels, probabilities, classes)
+    calibration = evaluation.reliability(labels, probabilities)
     wrong = np.flatnonzero(probabilities.argmax(axis=1) != labels)[: p.evaluate.samples_shown]
+    confidently_wrong = evaluation.confidently_wrong(labels, probabilities, p.evaluate.samples_shown)
     rng = np.random.default_rng(p.seed)
     shown = np.sort(rng.choice(len(labels), size=min(p.evaluate.samples_shown, len(labels)), replace=False))
+    explained = shown[np.linspace(0, len(shown) - 1, min(GRADCAM_IMAGES, len(shown))).astype(int)]  # spread out
+    # HiResCAM: Grad-CAM without averaging the gradients over the map, which stays faithful to
+    # a CNN head that flattens its features (plain Grad-CAM lit up the background there) and
+    # equals Grad-CAM for MobileNetV2's global-average-pooling head.
+    heat = gradcam.heatmaps(model, test.images[explained], probabilities[explained].argmax(axis=1), method="hirescam")
+
+    per_class = {f"class_{i}": scores["per_class"][c] for i, c in enumerate(classes)}
     with atomic_dir(args.plots_dir) as out:
         (out / "roc").mkdir()
-        for name, points in curves.items():
+        for name, points in roc.items():
             write_json(out / "roc" / f"{name}.json", points)
+        (out / "pr").mkdir()
+        for name, points in pr.items():
+            write_json(out / "pr" / f"{name}.json", points)
+        write_json(out / "calibration.json", calibration)
+        write_json(out / "confused_pairs.json", evaluation.confused_pairs(labels, probabilities, classes))
         evaluation.confusion_rows(labels, probabilities, classes).to_csv(out / "confusion.csv", index=False)
         with atomic_file(out / "classification_report.txt") as f:
             f.write(evaluation.text_report(labels, probabilities, classes))
-        aucs = {f"class_{i}": scores["per_class"][c]["roc_auc"] for i, c in enumerate(classes) if f"class_{i}" in curves}
+
+        aucs = {key: per_class[key]["roc_auc"] for key in roc if key in per_class}
         aucs.update(micro=scores["roc_auc_micro"], macro=scores["roc_auc_macro"])
-        figures.roc(curves, aucs, out / "roc.png")
+        figures.roc(roc, aucs, out / "roc.png")
+        aps = {key: per_class[key]["average_precision"] for key in pr if key in per_class}
+        aps.update(micro=scores["average_precision_micro"])
+        figures.precision_recall(pr, aps, out / "pr.png")
+        figures.reliability(calibration, evaluation.CALIBRATION_BINS, scores["expected_calibration_error"],
+                            out / "reliability.png")
         figures.confusion_matrix(evaluation.confusion(labels, probabilities, classes), classes, out / "confusion_matrix.png")
         figures.predictions(test.images[shown], labels[shown], probabilities[shown], classes,
                             out / "predictions.png", "sample test predictions")
         figures.predictions(test.images[wrong], labels[wrong], probabilities[wrong], classes,
                             out / "misclassified.png", f"misclassified test images ({len(wrong)} shown)")
+        figures.predictions(test.images[confidently_wrong], labels[confidently_wrong], probabilities[confidently_wrong],
+                            classes, out / "confidently_wrong.png",
+                            f"most confidently wrong test images ({len(confidently_wrong)} shown)")
+        figures.gradcam(test.images[explained], heat, labels[explained], probabilities[explained], classes,
+                        out / "gradcam.png", f"HiResCAM (Grad-CAM) of the predicted class ({gradcam.feature_layer(model).name})")
     write_json(args.metrics_file, scores)
-    print(f"{args.dataset}: test accuracy {scores['accuracy']:.4f}, ROC AUC macro {scores['roc_auc_macro']:.4f}")
+    print(f"{args.dataset}: test accuracy {scores['accuracy']:.4f}, ROC AUC macro {scores['roc_auc_macro']:.4f}, "
+          f"AP micro {scores['average_precision_micro']:.4f}, ECE {scores['expected_calibration_error']:.4f}")
 
 
 if __name__ == "__main__":

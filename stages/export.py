@@ -1,8 +1,9 @@
 """export: SavedModel and TFLite files of a trained model, each scored on the test split.
 
 The export directory is itself a model directory (model.keras + model.json) with the other
-formats beside; the metrics give each format's size, test accuracy and its difference from
-the Keras model in percentage points. Latency is measured by benchmarks/export_latency.py.
+formats beside; the metrics give each format's test accuracy and its difference from the Keras
+model in percentage points. File sizes (which vary by a few bytes from run to run: SavedModels
+carry generated names) and latency are measured by benchmarks/export_latency.py.
 """
 import argparse
 from pathlib import Path
@@ -20,7 +21,7 @@ def main() -> None:
     parser.add_argument("prepared_dir", type=Path)
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("exports_dir", type=Path, help="output: model.keras, model.json, saved_model/, *.tflite")
-    parser.add_argument("metrics_file", type=Path, help="output: size and test accuracy per format")
+    parser.add_argument("metrics_file", type=Path, help="output: test accuracy per format")
     args = parser.parse_args()
     p = params.load(args.dataset)
 
@@ -33,13 +34,12 @@ def main() -> None:
     with atomic_dir(args.exports_dir) as out:
         for fmt, path in export.export(args.model_dir, out, p.export.formats, calibration).items():
             accuracy = export.accuracy(export.load(fmt, path), test.images, test.labels, p.export.batch_size)
-            scores[fmt] = {"size_bytes": export.size_bytes(path), "accuracy": round(accuracy, 6)}
+            scores[fmt] = {"accuracy": round(accuracy, 6)}
         for fmt, score in scores.items():
             score["accuracy_change_points"] = round(100 * (score["accuracy"] - scores["keras"]["accuracy"]), 4)
     write_json(args.metrics_file, scores)
     for fmt, score in scores.items():
-        print(f"{args.dataset} {fmt}: {score['size_bytes'] / 1e6:.2f} MB, test accuracy {score['accuracy']:.4f} "
-              f"({score['accuracy_change_points']:+.2f} points)")
+        print(f"{args.dataset} {fmt}: test accuracy {score['accuracy']:.4f} ({score['accuracy_change_points']:+.2f} points)")
 
 
 if __name__ == "__main__":

@@ -78,3 +78,126 @@ def test_confusion_rows_use_class_names():
 
 def test_confusion_matrix_counts_actual_rows_by_predicted_columns():
     assert evaluation.confusion(LABELS, PROBABILITIES, CLASSES).tolist() == [[2, 0, 0], [1, 1, 0], [0, 0, 2]]
+
+
+def test_scorecard_adds_average_precision_and_calibration_error_to_the_metrics():
+    scores = evaluation.scorecard(LABELS, PROBABILITIES, CLASSES)
+    basic = evaluation.metrics(LABELS, PROBABILITIES, CLASSES)
+    assert {key: value for key, value in scores.items() if key in basic and key != "per_class"} == \
+        {key: value for key, value in basic.items() if key != "per_class"}
+    # Every class column ranks its own images first; the pooled (micro) ranking puts one
+    # negative (the dog's 0.5 for cat) above one positive (its 0.4 for dog): AP = 5/6 + 1/6 * 6/7.
+    assert all(scores["per_class"][name]["average_precision"] == 1.0 for name in CLASSES)
+    assert scores["average_precision_macro"] == 1.0
+    assert scores["average_precision_micro"] == round(5 / 6 + 1 / 7, 6)
+    assert scores["per_class"]["dog"]["roc_auc"] == basic["per_class"]["dog"]["roc_auc"]
+    assert scores["expected_calibration_error"] == evaluation.expected_calibration_error(LABELS, PROBABILITIES)
+    json.dumps(scores, allow_nan=False)
+
+
+# Two bins of confidence: 0.95 (4 images, 3 right) and 0.55 (2 images, 1 right).
+CAL_LABELS = np.array([0, 0, 0, 1, 0, 1])
+CAL_PROBABILITIES = np.array([[0.95, 0.05]] * 4 + [[0.55, 0.45]] * 2)
+
+
+def test_reliability_bins_hold_accuracy_against_mean_confidence():
+    assert evaluation.reliability(CAL_LABELS, CAL_PROBABILITIES) == [
+        {"confidence": 0.55, "accuracy": 0.5, "images": 2},
+        {"confidence": 0.95, "accuracy": 0.75, "images": 4},
+    ]
+
+
+def test_expected_calibration_error_weighs_each_bins_gap_by_its_images():
+    ece = evaluation.expected_calibration_error(CAL_LABELS, CAL_PROBABILITIES)
+    assert ece == pytest.approx((4 * (0.95 - 0.75) + 2 * (0.55 - 0.5)) / 6)
+    # Always right at confidence 0.9333: the gap is 1/15 in the one bin.
+    assert evaluation.expected_calibration_error(LABELS, PERFECT) == pytest.approx(1 / 15, abs=1e-6)
+    sure_and_right = np.eye(3)[LABELS]
+    assert evaluation.expected_calibration_error(LABELS, sure_and_right) == 0.0
+    assert evaluation.reliability(LABELS, sure_and_right) == [{"confidence": 1.0, "accuracy": 1.0, "images": 6}]
+
+
+def test_expected_calibration_error_is_finite_when_every_prediction_is_wrong():
+    wrong = np.roll(PERFECT, 1, axis=1)
+    assert evaluation.expected_calibration_error(LABELS, wrong) == pytest.approx(0.9 + 0.1 / 3, abs=1e-6)
+    json.dumps(evaluation.reliability(LABELS, wrong), allow_nan=False)
+
+
+@pytest.mark.parametrize("probabilities", [PROBABILITIES, PERFECT], ids=["one-error", "perfect"])
+def test_pr_curves_are_finite_json_running_from_recall_zero_to_one(probabilities):
+    curves = evaluation.pr_curves(LABELS, probabilities, CLASSES)
+    assert set(curves) == {"class_0", "class_1", "class_2", "micro"}
+    json.dumps(curves, allow_nan=False)
+    for name, points in curves.items():
+        assert all(0 <= p["recall"] <= 1 and 0 <= p["precision"] <= 1 for p in points), name
+        recall = [p["recall"] for p in points]
+        assert recall == sorted(recall) and recall[0] == 0 and recall[-1] == 1, name
+    assert {p["curve"] for p in curves["class_1"]} == {"dog"}
+    assert {p["curve"] for p in curves["micro"]} == {"micro-average"}
+
+
+def test_pr_curve_of_a_perfect_ranking_keeps_precision_one_up_to_full_recall():
+    # sklearn goes on past full recall down to the lowest score, where precision is the share of positives.
+    curves = evaluation.pr_curves(LABELS, PERFECT, CLASSES)
+    for name in ("class_0", "class_1", "class_2", "micro"):
+        points = [(p["recall"], p["precision"]) for p in curves[name]]
+        assert all(precision == 1.0 for recall, precision in points if recall < 1), name
+        assert (1.0, 1.0) in points and points[-1] == (1.0, round(1 / 3, 6)), name
+    one_error = [(p["recall"], p["precision"]) for p in evaluation.pr_curves(LABELS, PROBABILITIES, CLASSES)["micro"]]
+    assert (1.0, 1.0) not in one_error
+
+
+def test_long_pr_curves_are_thinned_to_sklearn_points_with_both_ends():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 20000)
+    scores = np.clip(labels * 0.2 + rng.random(20000) * 0.8, 0, 1)
+    probabilities = np.stack([1 - scores, scores], axis=1)
+    points = evaluation.pr_curves(labels, probabilities, ["no", "yes"])["class_1"]
+    assert len(points) <= evaluation.PR_CURVE_POINTS
+    assert (points[0]["recall"], points[0]["precision"]) == (0.0, 1.0)
+    assert points[-1]["recall"] == 1.0 and points[-1]["precision"] == pytest.approx(labels.mean(), abs=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")
+def test_class_without_test_images_has_no_pr_curve_and_no_average_precision():
+    labels = np.array([0, 0, 1, 1])
+    probabilities = PROBABILITIES[[0, 1, 2, 3]]
+    scores = evaluation.scorecard(labels, probabilities, CLASSES)
+    curves = evaluation.pr_curves(labels, probabilities, CLASSES)
+    assert set(curves) == {"class_0", "class_1", "micro"}
+    assert scores["per_class"]["bird"]["average_precision"] is None
+    json.dumps([scores, curves], allow_nan=False)
+
+
+def test_confused_pairs_are_the_largest_off_diagonal_cells_in_order():
+    # actual -> predicted: cat->dog x3, bird->cat x2, dog->cat x2, bird->dog x1, and some right.
+    pairs = [(0, 1)] * 3 + [(2, 0)] * 2 + [(1, 0)] * 2 + [(2, 1)] + [(0, 0), (1, 1), (2, 2)]
+    labels = np.array([a for a, _ in pairs])
+    probabilities = np.eye(3)[[p for _, p in pairs]]
+    assert evaluation.confused_pairs(labels, probabilities, CLASSES, top=3) == [
+        {"actual": "cat", "predicted": "dog", "count": 3, "fraction_of_actual": 0.75},
+        {"actual": "dog", "predicted": "cat", "count": 2, "fraction_of_actual": round(2 / 3, 6)},  # ties: class order
+        {"actual": "bird", "predicted": "cat", "count": 2, "fraction_of_actual": 0.5},
+    ]
+    assert len(evaluation.confused_pairs(labels, probabilities, CLASSES, top=10)) == 4  # no zero-count cells
+    assert evaluation.confused_pairs(LABELS, PERFECT, CLASSES) == []
+
+
+def test_confidently_wrong_lists_misclassified_images_most_confident_first():
+    labels = np.array([0, 1, 1, 0, 2])
+    probabilities = np.array([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.1, 0.1, 0.8], [0.2, 0.7, 0.1], [0.0, 0.0, 1.0]])
+    assert evaluation.confidently_wrong(labels, probabilities, 10).tolist() == [2, 3, 1]
+    assert evaluation.confidently_wrong(labels, probabilities, 2).tolist() == [2, 3]
+    assert evaluation.confidently_wrong(LABELS, PERFECT, 5).tolist() == []
+
+
+def test_precision_recall_and_reliability_figures_are_written(tmp_path):
+    from imagerec import figures
+
+    scores = evaluation.scorecard(LABELS, PROBABILITIES, CLASSES)
+    curves = evaluation.pr_curves(LABELS, PROBABILITIES, CLASSES)
+    aps = {f"class_{i}": scores["per_class"][c]["average_precision"] for i, c in enumerate(CLASSES)}
+    figures.precision_recall(curves, {**aps, "micro": scores["average_precision_micro"]}, tmp_path / "pr.png")
+    figures.reliability(evaluation.reliability(LABELS, PROBABILITIES), evaluation.CALIBRATION_BINS,
+                        scores["expected_calibration_error"], tmp_path / "reliability.png")
+    assert (tmp_path / "pr.png").stat().st_size > 1000 and (tmp_path / "reliability.png").stat().st_size > 1000

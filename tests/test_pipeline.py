@@ -47,7 +47,8 @@ def test_tiny_pipeline_runs_end_to_end_and_caches_every_stage(pipeline_repo):
         assert sorted(metrics["per_class"]) == sorted(classes)
         for png in ("explore/samples.png", "explore/class_balance.png", "augment/preview.png",
                     "evaluate/roc.png", "evaluate/confusion_matrix.png", "evaluate/predictions.png",
-                    "evaluate/misclassified.png"):
+                    "evaluate/misclassified.png", "evaluate/confidently_wrong.png", "evaluate/pr.png",
+                    "evaluate/reliability.png", "evaluate/gradcam.png"):
             assert (repo.path / "plots" / dataset / png).stat().st_size > 1000
         curves = repo.path / "plots" / dataset / "train/plots/metrics"
         assert (curves / "train/loss.tsv").read_text().count("\n") == 1 + 2  # header + 2 epochs

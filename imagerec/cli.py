@@ -1,4 +1,5 @@
-"""The `imagerec` command: label image files with a trained model dir, or serve it over HTTP."""
+"""The `imagerec` command: label image files with a trained model dir, serve it over HTTP, or
+report how the results of this revision differ from another (for a pull request)."""
 import argparse
 import json
 import os
@@ -106,6 +107,12 @@ def serve_command(args: argparse.Namespace) -> None:
     serve.run(args.model_dir, args.host, args.port)
 
 
+def report_command(args: argparse.Namespace) -> None:
+    from . import report
+
+    print(report.write(args.base, args.out))
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     """Usage mistakes end like every other error: one `error: ...` line on stderr, exit code 2."""
 
@@ -140,6 +147,16 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     serve.set_defaults(command=serve_command)
+
+    report = commands.add_parser(
+        "report", help="compare the workspace's metrics, params and plots with a base revision",
+        description="Write OUT/report.md: per dataset, the metrics that changed between BASE and the workspace "
+                    "(both values and the change), the params diff, and the plots of both revisions as PNGs under "
+                    "OUT/images (Vega-Lite plots rendered offline). Runs `dvc metrics/params/plots diff BASE` in the "
+                    "current directory, which must be a git + DVC repository; nothing is re-run.")
+    report.add_argument("--base", required=True, help="the revision to compare with: a branch, tag or commit (e.g. main)")
+    report.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: report)")
+    report.set_defaults(command=report_command)
     return top
 
 
@@ -163,7 +180,8 @@ def import_tensorflow_quietly() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    import_tensorflow_quietly()
+    if args.command is not report_command:  # the report only runs dvc and git
+        import_tensorflow_quietly()
     run_stage(lambda: args.command(args))
 
 

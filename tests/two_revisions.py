@@ -1,0 +1,49 @@
+"""A pipeline repo with two committed revisions, shared by test_compare.py and test_report.py.
+
+`main` holds one full tiny `dvc repro`; branch `experiment` changes MNIST's learning rate and
+re-runs only MNIST's train, evaluate and export. Built once per test session (the full tiny
+repro is most of the cost), whichever module asks first.
+"""
+import subprocess
+from pathlib import Path
+
+from conftest import PipelineRepo, make_pipeline_repo
+
+BASE, BRANCH = "main", "experiment"
+DATASETS = ["mnist", "cifar10", "cats_vs_dogs"]
+NEW_LR = 0.05  # mnist.train.learning_rate on the branch (the tiny profile keeps params.yaml's 0.002)
+
+_built: dict[str, PipelineRepo | Exception] = {}
+
+
+def build(path: Path, mirror: Path) -> PipelineRepo:
+    repo = make_pipeline_repo(path, mirror)
+    repo.run("git", "branch", "-M", BASE)
+    repo.dvc("repro")
+    repo.run("git", "add", "-A")
+    repo.run("git", "commit", "-qm", "tiny run")
+    repo.run("git", "checkout", "-qb", BRANCH)
+    params = repo.params
+    params["mnist"]["train"]["learning_rate"] = NEW_LR
+    repo.params = params
+    repo.dvc("repro")
+    repo.run("git", "add", "-A")
+    repo.run("git", "commit", "-qm", "mnist: higher learning rate")
+    return repo
+
+
+def at_base(repo: PipelineRepo, path: str) -> bytes:
+    """A file's bytes as committed on the base branch."""
+    return subprocess.run(["git", "show", f"{BASE}:{path}"], cwd=repo.path, capture_output=True, check=True).stdout
+
+
+def two_revision_repo(tmp_path_factory, fixture_mirror) -> PipelineRepo:
+    """The session's two-revision repo, on branch `experiment` with a clean workspace."""
+    if "repo" not in _built:
+        try:
+            _built["repo"] = build(tmp_path_factory.mktemp("two_revisions") / "repo", fixture_mirror)
+        except Exception as err:  # the second module gets the same failure, not a second slow attempt
+            _built["repo"] = err
+    if isinstance(_built["repo"], Exception):
+        raise _built["repo"]
+    return _built["repo"]

@@ -92,6 +92,19 @@ def member_names(path: str | Path) -> list[str]:
     return [name for name, _, _ in iter_members(path)]
 
 
+def directory_names(path: str | Path) -> list[str]:
+    """The folders an archive declares as entries of their own (an empty folder exists only so)."""
+    path = Path(path)
+    with _damage_is_archive_error(path.name):
+        if archive_kind(path) == "zip":
+            with zipfile.ZipFile(path) as zf:
+                names = [info.filename for info in zf.infolist() if info.is_dir()]
+        else:
+            with tarfile.open(path) as tf:
+                names = [member.name for member in tf if member.isdir()]
+    return [_check_name(path, name).rstrip("/") for name in names]
+
+
 def read_member(open_member, limit: int) -> bytes:
     """Read a member, refusing one that turns out longer than `limit` bytes."""
     with _damage_is_archive_error("archive entry"), open_member() as stream:

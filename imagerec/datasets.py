@@ -136,6 +136,12 @@ class _FolderSource:
                 members[labelled[0]].append((name, labelled[1]))
         if not members["train"]:
             raise ImagerecError(f"{path.name}: no labelled training images found")
+        filled = {str(PurePosixPath(name).parent) for pool in members.values() for name, _ in pool}
+        for folder in archives.directory_names(path):
+            parts = PurePosixPath(folder).parts
+            is_class_folder = len(parts) >= 2 and parts[-2].lower() in SPLIT_FOLDERS
+            if is_class_folder and folder not in filled:
+                raise ImagerecError(f"{path.name}: class folder {folder!r} holds no images")
         self.classes = sorted({label for pool in members.values() for _, label in pool})
         if len(self.classes) < 2:
             raise ImagerecError(f"{path.name}: found only one class ({self.classes[0]!r}); need at least two")

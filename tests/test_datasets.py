@@ -4,6 +4,7 @@ import io
 import pickle
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -235,3 +236,36 @@ def test_cifar_python_tarball_with_readme_html_is_read(tmp_path):
     raw = write_raw(tmp_path / "raw", "cifar-10-python.tar.gz",
                     lambda path: cifar_tarball(path, extra=readme, directory_entry=True))
     assert datasets.read_raw(raw).classes == CIFAR_CLASSES
+
+
+@pytest.mark.parametrize("name", ["images.zip", "images.tar.gz"])
+def test_an_empty_class_folder_is_an_error_naming_it(tmp_path, name):
+    files = image_folder_files(PETS, {"train": 4, "test": 2}, 16)
+    path = tmp_path / "raw" / name
+    path.parent.mkdir()
+    write_archive(path, files)
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(path, "a") as zf:
+            zf.writestr(zipfile.ZipInfo("train/birds/"), b"")
+    else:  # rewrite with a directory entry for the empty class
+        with tarfile.open(path, "w:gz") as tf:
+            info = tarfile.TarInfo("train/birds")
+            info.type = tarfile.DIRTYPE
+            tf.addfile(info)
+            for member, data in files.items():
+                entry = tarfile.TarInfo(member)
+                entry.size = len(data)
+                tf.addfile(entry, io.BytesIO(data))
+    raw = write_raw(tmp_path / "raw", name, lambda p: None)
+    with pytest.raises(ImagerecError, match="class folder 'train/birds' holds no images"):
+        prepare(raw)
+
+
+def test_archive_format_is_read_from_content_not_extension(tmp_path):
+    files = image_folder_files(PETS, {"train": 4, "test": 2}, 16)
+    # A gzipped tar that calls itself .zip: still read, as what it is.
+    raw = write_raw(tmp_path / "raw", "photos.zip", lambda p: write_archive(p.with_suffix(".tar.gz"), files)
+                    or p.with_suffix(".tar.gz").rename(p))
+    assert datasets.detect_format(raw / "photos.zip") == "image-folder"
+    prepared, bad, _ = prepare(raw)
+    assert prepared.classes == PETS and not bad

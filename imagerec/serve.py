@@ -82,4 +82,7 @@ def create_app(model_dir: Path, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
 def run(model_dir: Path, host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(model_dir), host=host, port=port)
+    # Bounded waiting: idle keep-alive connections close after 5 s, at most 64 connections are
+    # served at once (more get 503), and shutdown waits at most 10 s for requests in flight.
+    uvicorn.run(create_app(model_dir), host=host, port=port, timeout_keep_alive=5, limit_concurrency=64,
+                timeout_graceful_shutdown=10)

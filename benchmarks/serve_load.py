@@ -9,9 +9,6 @@ p50/p99 latency, throughput and the error count to benchmarks/results/serve_load
 import argparse
 import io
 import json
-import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,13 +18,9 @@ import numpy as np
 import requests
 from PIL import Image
 
+from imagerec import serve
+
 RESULTS = Path(__file__).parent / "results"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def png_uploads(dataset: str, count: int) -> list[bytes]:
@@ -48,22 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     dataset = json.loads((args.model / "model.json").read_text())["dataset"]
     uploads = png_uploads(dataset, 100)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "imagerec.cli", "serve", str(args.model), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("error: the server did not start")
-            time.sleep(0.5)
-
+    with serve.serving(args.model) as url:
         local = threading.local()
 
         def one(i: int) -> tuple[float, bool]:
@@ -82,12 +60,6 @@ def main() -> None:
         with ThreadPoolExecutor(args.clients) as pool:
             outcomes = list(pool.map(one, range(args.requests)))
         elapsed = time.perf_counter() - started
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
     latencies = np.array([ms for ms, _ in outcomes])
     result = {
         "model": str(args.model), "requests": args.requests, "clients": args.clients,

@@ -1,5 +1,10 @@
 """HTTP service for one model dir: GET /health, POST /predict (multipart field `file`, ?top_k=)."""
+import contextlib
+import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
@@ -86,3 +91,38 @@ def run(model_dir: Path, host: str, port: int) -> None:
     # served at once (more get 503), and shutdown waits at most 10 s for requests in flight.
     uvicorn.run(create_app(model_dir), host=host, port=port, timeout_keep_alive=5, limit_concurrency=64,
                 timeout_graceful_shutdown=10)
+
+
+@contextlib.contextmanager
+def serving(model_dir: Path, log_path: Path | None = None, start_timeout: float = 120):
+    """`imagerec serve` in a child process on a free loopback port; yields its base URL once
+    /health answers, and stops it on exit (for tests and benchmarks)."""
+    import requests
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL
+    server = subprocess.Popen([sys.executable, "-m", "imagerec.cli", "serve", str(model_dir), "--port", str(port)],
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start (exit code {server.poll()}); log: {log_path}")
+            try:
+                requests.get(f"{url}/health", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        if log_path:
+            log.close()

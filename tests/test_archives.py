@@ -4,7 +4,6 @@ import os
 import stat
 import tarfile
 import zipfile
-import zlib
 from pathlib import Path
 
 import pytest

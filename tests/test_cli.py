@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import keras
-import numpy as np
 import pytest
 
 import fixtures

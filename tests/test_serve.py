@@ -1,8 +1,4 @@
 """`imagerec serve`: /health, /predict, and JSON 4xx answers (never a 500) for bad uploads."""
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +9,6 @@ from PIL import Image
 from imagerec import serve
 import fixtures
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -109,38 +104,10 @@ def test_an_unknown_path_gets_404_with_a_json_error(client):
     assert (response.status_code, response.json()) == (404, {"error": "Not Found"})
 
 
-def free_loopback_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_real_server_answers_health_and_predict(model_dir, tmp_path):
-    port = free_loopback_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "server.log"
-    with open(log, "w") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "imagerec.cli", "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, f"server exited with {server.returncode}:\n{log.read_text()}"
-            assert time.monotonic() < deadline, f"no /health within 60 s:\n{log.read_text()}"
-            try:
-                health = requests.get(f"{base}/health", timeout=2)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.2)
+    with serve.serving(model_dir, log_path=tmp_path / "server.log", start_timeout=60) as base:
+        health = requests.get(f"{base}/health", timeout=2)
         assert health.json()["status"] == "ok"
         response = requests.post(f"{base}/predict", params={"top_k": 2}, files=upload(fixtures.image_of(7)), timeout=30)
         assert response.status_code == 200
         assert [p["label"] for p in response.json()["predictions"]][0] == "seven"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)

@@ -11,7 +11,6 @@ import numpy as np
 from . import images
 from .errors import ImagerecError, run_stage
 
-IMAGE_SUFFIXES = {".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
 CHANNELS = {"grayscale": 1, "rgb": 3}
 BATCH_SIZE = 32
 
@@ -58,7 +57,7 @@ def image_files(inputs: list[Path]) -> list[Path]:
     """
     files = []
     for path in inputs:
-        found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else []
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in images.IMAGE_SUFFIXES) if path.is_dir() else []
         files.extend(found or [path])
     return files
 
@@ -72,7 +71,7 @@ def read_image_file(path: Path) -> bytes:
     except FileNotFoundError:
         raise ImagerecError("no such file") from None
     except IsADirectoryError:
-        raise ImagerecError(f"a folder with no image files ({', '.join(sorted(IMAGE_SUFFIXES))})") from None
+        raise ImagerecError(f"a folder with no image files ({', '.join(sorted(images.IMAGE_SUFFIXES))})") from None
     except OSError as err:
         raise ImagerecError(f"cannot read: {err.strerror}") from None
 

@@ -25,7 +25,6 @@ from .sources import sha256_of
 
 SPLITS = ("train", "val", "test")
 SOURCE_RECORD = "source.json"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 SPLIT_FOLDERS = {"train": "train", "training": "train", "test": "test", "testing": "test",
                  "validation": "test", "val": "test", "valid": "test"}
 MNIST_CLASSES = [str(digit) for digit in range(10)]
@@ -110,7 +109,7 @@ def _read_cifar_python(path: Path, sha256: str) -> _ArraySource:
 def _label_member(name: str) -> tuple[str, str] | None:
     """(pool, class) of an image member, or None for a file that is not an image."""
     parts = PurePosixPath(name).parts
-    if PurePosixPath(name).suffix.lower() not in IMAGE_SUFFIXES or parts[-1].startswith("."):
+    if PurePosixPath(name).suffix.lower() not in images.IMAGE_SUFFIXES or parts[-1].startswith("."):
         return None
     folders = parts[:-1]
     split_at = next((i for i, folder in enumerate(folders) if folder.lower() in SPLIT_FOLDERS), None)

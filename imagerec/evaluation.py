@@ -64,11 +64,9 @@ def roc_curves(labels: np.ndarray, probabilities: np.ndarray, classes: list[str]
     curves = {}
     grid = np.linspace(0, 1, 201)
     interpolated = []
-    for i, name in enumerate(classes):
-        if not _present(onehot)[i]:
-            continue
+    for i in np.flatnonzero(_present(onehot)):
         fpr, tpr, _ = roc_curve(onehot[:, i], probabilities[:, i])
-        curves[f"class_{i}"] = _points(fpr, tpr, name)
+        curves[f"class_{i}"] = _points(fpr, tpr, classes[i])
         interpolated.append(np.interp(grid, fpr, tpr))
     fpr, tpr, _ = roc_curve(onehot.ravel(), probabilities.ravel())
     curves["micro"] = _points(fpr, tpr, "micro-average")
@@ -125,10 +123,9 @@ def pr_curves(labels: np.ndarray, probabilities: np.ndarray, classes: list[str])
     """
     onehot = np.eye(len(classes))[labels]
     curves = {}
-    for i, name in enumerate(classes):
-        if _present(onehot)[i]:
-            precision, recall, _ = precision_recall_curve(onehot[:, i], probabilities[:, i], drop_intermediate=True)
-            curves[f"class_{i}"] = _pr_points(recall, precision, name)
+    for i in np.flatnonzero(_present(onehot)):
+        precision, recall, _ = precision_recall_curve(onehot[:, i], probabilities[:, i], drop_intermediate=True)
+        curves[f"class_{i}"] = _pr_points(recall, precision, classes[i])
     precision, recall, _ = precision_recall_curve(onehot.ravel(), probabilities.ravel(), drop_intermediate=True)
     curves["micro"] = _pr_points(recall, precision, "micro-average")
     return curves

@@ -7,6 +7,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImagerecError
 
+# File name endings taken for images, in archives and in folders given to `imagerec predict`.
+IMAGE_SUFFIXES = {".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
 MAX_IMAGE_BYTES = 64 * 2**20
 # Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS, ~89 megapixels) stays in force.
 

@@ -252,6 +252,12 @@ def load(prepared_dir: Path, splits=SPLITS) -> Prepared:
     return Prepared(classes, loaded)
 
 
+def seeded_sample(total: int, count: int, seed: int) -> np.ndarray:
+    """`count` distinct indices below `total` (all of them if fewer), sorted, fixed by `seed`."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(total, size=min(count, total), replace=False))
+
+
 def statistics(prepared: Prepared, bad: list[dict], ignored: list[str]) -> dict:
     train = np.asarray(prepared.splits["train"].images)
     return {

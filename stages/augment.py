@@ -2,8 +2,6 @@
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from imagerec import augment, datasets, figures, params
 from imagerec.errors import run_stage
 from imagerec.files import atomic_dir, write_json
@@ -21,8 +19,7 @@ def main() -> None:
     policy = augment.policy_from_params(p.augment)
     train = datasets.load(args.prepared_dir, splits=["train"]).splits["train"]
     # A seeded random pick, so the preview shows several classes rather than the first one.
-    rng = np.random.default_rng(p.seed)
-    shown = np.sort(rng.choice(len(train.labels), size=min(p.augment.preview_images, len(train.labels)), replace=False))
+    shown = datasets.seeded_sample(len(train.labels), p.augment.preview_images, p.seed)
     grid = augment.preview(train.images[shown], policy, p.seed)
     with atomic_dir(args.augmented_dir) as out:
         write_json(out / augment.POLICY_FILE, policy)

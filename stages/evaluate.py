@@ -35,8 +35,7 @@ def main() -> None:
     calibration = evaluation.reliability(labels, probabilities)
     wrong = np.flatnonzero(probabilities.argmax(axis=1) != labels)[: p.evaluate.samples_shown]
     confidently_wrong = evaluation.confidently_wrong(labels, probabilities, p.evaluate.samples_shown)
-    rng = np.random.default_rng(p.seed)
-    shown = np.sort(rng.choice(len(labels), size=min(p.evaluate.samples_shown, len(labels)), replace=False))
+    shown = datasets.seeded_sample(len(labels), p.evaluate.samples_shown, p.seed)
     explained = shown[np.linspace(0, len(shown) - 1, min(GRADCAM_IMAGES, len(shown))).astype(int)]  # spread out
     # HiResCAM: Grad-CAM without averaging the gradients over the map, which stays faithful to
     # a CNN head that flattens its features (plain Grad-CAM lit up the background there) and

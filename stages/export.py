@@ -28,8 +28,7 @@ def main() -> None:
     data = datasets.load(args.prepared_dir, splits=["train", "test"])
     train, test = data.splits["train"], data.splits["test"]
     # Int8 calibration sees training images only, never the test split it is scored on.
-    rng = np.random.default_rng(p.seed)
-    calibration = np.asarray(train.images[np.sort(rng.choice(len(train.labels), min(p.export.calibration_images, len(train.labels)), replace=False))])
+    calibration = np.asarray(train.images[datasets.seeded_sample(len(train.labels), p.export.calibration_images, p.seed)])
     scores = {}
     with atomic_dir(args.exports_dir) as out:
         for fmt, path in export.export(args.model_dir, out, p.export.formats, calibration).items():

@@ -5,6 +5,8 @@ Dense classifier: the CNN (its feature map is the output of the last Conv2D with
 and ReLU right after it, before pooling) and the MobileNetV2 transfer model (the output of the
 nested convolutional base, a layer of the outer model).
 """
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -32,8 +34,18 @@ def feature_layer(model: keras.Model) -> keras.layers.Layer:
     return found
 
 
+_REBUILT = weakref.WeakKeyDictionary()  # model -> its gradient model: a server explains one model many times
+
+
 def _gradient_model(model: keras.Model) -> tuple[keras.Model, keras.layers.Dense]:
-    """inputs -> [feature map, input of the final Dense], rebuilt by calling the layers in order."""
+    """inputs -> [feature map, input of the final Dense], rebuilt by calling the layers in order
+    (once per model: rebuilding it per call would slowly fill Keras' graph state)."""
+    if model not in _REBUILT:
+        _REBUILT[model] = _rebuild(model)
+    return _REBUILT[model]
+
+
+def _rebuild(model: keras.Model) -> tuple[keras.Model, keras.layers.Dense]:
     head = model.layers[-1]
     if not isinstance(head, layers.Dense):
         raise ImagerecError(f"model {model.name!r} does not end in a Dense classifier; Grad-CAM needs its class scores")

@@ -2,8 +2,8 @@
 
 Works on the two model shapes imagerec.models builds, both a plain stack of layers ending in a
 Dense classifier: the CNN (its feature map is the output of the last convolution block: the
-last Conv2D and the pooling, batch norm and ReLU that follow it) and the MobileNetV2 transfer model (the output of the
-nested convolutional base, a layer of the outer model).
+last Conv2D and the pooling, batch norm and ReLU that follow it) and the MobileNetV2 transfer
+model (the output of the nested convolutional base, a layer of the outer model).
 """
 import weakref
 

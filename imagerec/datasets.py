@@ -11,8 +11,8 @@ Three raw formats are read, told apart by content:
 
 `prepare` writes straight into the output directory. Image-folder archives are streamed: each
 decoded image goes to its row of `{split}_images.npy` with a plain file write, unreadable
-rows are squeezed out in place at the end, so memory does not grow with the dataset (and no
-pages of the output are mapped into this process).
+rows are squeezed out in place at the end, so memory does not grow with the dataset (and the
+output's pages never need to be resident in this process).
 """
 import io
 import mmap
@@ -39,7 +39,7 @@ SPLIT_FOLDERS = {"train": "train", "training": "train", "test": "test", "testing
                  "validation": "test", "val": "test", "valid": "test"}
 MNIST_CLASSES = [str(digit) for digit in range(10)]
 NESTED_TRAIN_ARCHIVES = {"train.zip", "train.tar", "train.tar.gz", "train.tgz"}
-CHUNK_BYTES = 64 * 2**20  # rows moved or summed at a time
+CHUNK_BYTES = 16 * 2**20  # rows moved or summed at a time
 
 
 @dataclass
@@ -170,28 +170,32 @@ class _RowFile:
         # is overwritten.
         if len(header) != self.offset or len(keep) != self.rows:
             chunk = max(1, CHUNK_BYTES // self.row_bytes)
+            buffer = memoryview(bytearray(min(chunk, len(keep)) * self.row_bytes))
             dest = len(header)
             for start in range(0, len(keep), chunk):
-                rows = keep[start:start + chunk]
-                runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
-                data = b"".join(self._read(run[0], len(run)) for run in runs)
-                self._write(data, dest)
-                dest += len(data)
+                rows, filled = keep[start:start + chunk], 0
+                for run in np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1):  # consecutive rows
+                    size = len(run) * self.row_bytes
+                    self._read_into(buffer[filled:filled + size], self.offset + int(run[0]) * self.row_bytes)
+                    filled += size
+                self._write(buffer[:filled], dest)
+                dest += filled
         self._write(header, 0)
         os.ftruncate(self.fd, len(header) + len(keep) * self.row_bytes)
         self.close()
 
-    def _write(self, data: bytes, offset: int) -> None:
+    def _write(self, data, offset: int) -> None:
         view = memoryview(data)
         while view:
             written = os.pwrite(self.fd, view, offset)
             view, offset = view[written:], offset + written
 
-    def _read(self, row: int, count: int) -> bytes:
-        data = os.pread(self.fd, count * self.row_bytes, self.offset + row * self.row_bytes)
-        if len(data) != count * self.row_bytes:
-            raise OSError(f"{self.path}: short read")
-        return data
+    def _read_into(self, view: memoryview, offset: int) -> None:
+        while view:
+            read = os.preadv(self.fd, [view], offset)
+            if read == 0:
+                raise OSError(f"{self.path}: ends before row data written to it")
+            view, offset = view[read:], offset + read
 
     def close(self) -> None:
         if self.fd is not None:

@@ -30,7 +30,7 @@ class Classifier:
             self.size, self.color_mode = int(card["input_shape"][0]), card["color_mode"]
         except (KeyError, IndexError, TypeError, ValueError):
             raise ImagerecError(f"{model_dir}: model.json needs classes, input_shape and color_mode") from None
-        self.dataset = card.get("dataset")
+        self.dataset, self.card = card.get("dataset"), card
         expected = (self.size, self.size, CHANNELS.get(self.color_mode))
         if tuple(self.model.input_shape[1:]) != expected or self.model.output_shape[-1] != len(self.classes):
             raise ImagerecError(
@@ -103,7 +103,7 @@ def predict_command(args: argparse.Namespace) -> None:
 def serve_command(args: argparse.Namespace) -> None:
     from . import serve
 
-    serve.run(args.model_dir, args.host, args.port)
+    serve.run(args.model_dirs, args.host, args.port, args.results)
 
 
 def report_command(args: argparse.Namespace) -> None:
@@ -139,12 +139,18 @@ def parser() -> argparse.ArgumentParser:
     predict.set_defaults(command=predict_command)
 
     serve = commands.add_parser(
-        "serve", help="serve the model over HTTP",
-        description="Serve the model over HTTP: GET /health, and POST /predict with a multipart file field "
-                    "`file` (and an optional top_k query parameter). The model is loaded once, at start-up.")
-    serve.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a trained model: model.keras + model.json")
+        "serve", help="serve models over HTTP, with a web page to try them",
+        description="Serve one or more models over HTTP: a web page at / (pick a model, upload or draw an image, "
+                    "see the top labels and the Grad-CAM heat map, and each model's card), GET /health, GET /models, "
+                    "and POST /predict with a multipart file field `file` and optional query parameters top_k, "
+                    "gradcam=true and (with several models) model=NAME. The models are loaded once, at start-up.")
+    serve.add_argument("model_dirs", type=Path, nargs="+", metavar="MODEL_DIR",
+                       help="a trained model: model.keras + model.json (models/mnist, exports/cifar10, ...)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    serve.add_argument("--results", type=Path, metavar="DIR",
+                       help="the repository whose metrics/, plots/ and params.yaml the model cards show "
+                            "(default: each MODEL_DIR's grandparent, e.g. . for models/mnist)")
     serve.set_defaults(command=serve_command)
 
     report = commands.add_parser(

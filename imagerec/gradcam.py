@@ -1,10 +1,12 @@
 """Grad-CAM heat maps: which parts of an image the last convolutional feature map used for a class.
 
 Works on the two model shapes imagerec.models builds, both a plain stack of layers ending in a
-Dense classifier: the CNN (its feature map is the output of the last Conv2D with the batch norm
-and ReLU right after it, before pooling) and the MobileNetV2 transfer model (the output of the
-nested convolutional base, a layer of the outer model).
+Dense classifier: the CNN (its feature map is the output of the last convolution block: the
+last Conv2D and the pooling, batch norm and ReLU that follow it) and the MobileNetV2 transfer
+model (the output of the nested convolutional base, a layer of the outer model).
 """
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -13,7 +15,9 @@ from keras import layers
 from .errors import ImagerecError
 
 _CONVOLUTIONS = (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)
-_ELEMENTWISE = (layers.BatchNormalization, layers.ReLU, layers.Activation)  # same shape, still "the conv's output"
+# Layers that finish a convolution block (imagerec's CNN pools right after its first convolution):
+# their output is still "the block's feature map".
+_BLOCK_TAIL = (layers.BatchNormalization, layers.ReLU, layers.Activation, layers.MaxPooling2D)
 
 
 def feature_layer(model: keras.Model) -> keras.layers.Layer:
@@ -22,7 +26,7 @@ def feature_layer(model: keras.Model) -> keras.layers.Layer:
     for layer in model.layers:
         if isinstance(layer, _CONVOLUTIONS) or (isinstance(layer, keras.Model) and len(layer.output.shape) == 4):
             found, extending = layer, True
-        elif extending and isinstance(layer, _ELEMENTWISE):
+        elif extending and isinstance(layer, _BLOCK_TAIL):
             found = layer
         else:
             extending = False
@@ -32,8 +36,18 @@ def feature_layer(model: keras.Model) -> keras.layers.Layer:
     return found
 
 
+_REBUILT = weakref.WeakKeyDictionary()  # model -> its gradient model: a server explains one model many times
+
+
 def _gradient_model(model: keras.Model) -> tuple[keras.Model, keras.layers.Dense]:
-    """inputs -> [feature map, input of the final Dense], rebuilt by calling the layers in order."""
+    """inputs -> [feature map, input of the final Dense], rebuilt by calling the layers in order
+    (once per model: rebuilding it per call would slowly fill Keras' graph state)."""
+    if model not in _REBUILT:
+        _REBUILT[model] = _rebuild(model)
+    return _REBUILT[model]
+
+
+def _rebuild(model: keras.Model) -> tuple[keras.Model, keras.layers.Dense]:
     head = model.layers[-1]
     if not isinstance(head, layers.Dense):
         raise ImagerecError(f"model {model.name!r} does not end in a Dense classifier; Grad-CAM needs its class scores")
@@ -83,6 +97,6 @@ def heatmaps(model: keras.Model, images: np.ndarray, class_indices: np.ndarray |
     if method == "gradcam":
         gradients = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)  # one weight per channel
     cam = tf.nn.relu(tf.reduce_sum(gradients * features, axis=-1))
-    cam = tf.math.divide_no_nan(cam, tf.reduce_max(cam, axis=(1, 2), keepdims=True))
     cam = tf.image.resize(cam[..., None], x.shape[1:3], method="bilinear")[..., 0]
+    cam = tf.math.divide_no_nan(cam, tf.reduce_max(cam, axis=(1, 2), keepdims=True))
     return np.clip(cam.numpy(), 0.0, 1.0)

@@ -61,6 +61,7 @@ class CnnModel(_Section):
     filters: list[Annotated[int, Field(ge=1, le=1024)]] = Field(min_length=1, max_length=6)
     convs_per_block: int = Field(ge=1, le=4)
     batch_norm: bool
+    pooling: Literal["flatten", "global_max"]  # how the head reads the last feature map
     dense_units: int = Field(ge=0)  # 0: no hidden dense layer
     dropout: float = Field(ge=0, lt=1)
 
@@ -74,18 +75,29 @@ class MobileNetV2Model(_Section):
 Model = Annotated[Union[CnnModel, MobileNetV2Model], Field(discriminator="name")]
 
 
+class FineTune(_Section):
+    """The second phase of transfer learning: the top `layers` of the pretrained base train too."""
+    layers: int = Field(ge=1)
+    epochs: int = Field(ge=1)
+    learning_rate: float = Field(gt=0, le=10)
+
+
 class Train(_Section):
     epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
-    learning_rate: float = Field(gt=0, le=10)
+    batch_size: int = Field(ge=1)  # per replica (see strategy)
+    learning_rate: float = Field(gt=0, le=10)  # per replica: N replicas train at N times this rate
     schedule: Literal["constant", "cosine"]
+    warmup_epochs: int = Field(ge=0)  # cosine only: the rate rises linearly from 0 first
     weight_decay: float = Field(ge=0)
     label_smoothing: float = Field(ge=0, lt=1)
     early_stopping_patience: int = Field(ge=0)  # 0: no early stopping
+    fine_tune: FineTune | None = None  # pretrained models only; absent: the base stays frozen
+    strategy: Literal["default", "mirrored", "multi_worker"]  # tf.distribute; multi_worker reads TF_CONFIG
 
 
 class Evaluate(_Section):
     batch_size: int = Field(ge=1)
+    tta: Literal["none", "flip"]  # flip: average with the mirror image's prediction
     samples_shown: int = Field(ge=1, le=64)
 
 
@@ -114,6 +126,8 @@ class DatasetParams(_Section):
             raise ValueError(f"fetch.source: unknown source {self.fetch.source!r} (allowed: {', '.join(allowed)})")
         if self.model.name == "mobilenet_v2" and self.preprocess.color_mode != "rgb":
             raise ValueError("preprocess.color_mode: mobilenet_v2 needs rgb images")
+        if self.train.fine_tune and not (self.model.name == "mobilenet_v2" and self.model.pretrained != "none"):
+            raise ValueError("train.fine_tune: only a pretrained model can be fine-tuned")
         if self.model.name == "mobilenet_v2" and self.preprocess.image_size < 32:
             raise ValueError("preprocess.image_size: mobilenet_v2 needs images of at least 32x32")
         return self

@@ -1,5 +1,9 @@
-"""HTTP service for one model dir: GET /health, POST /predict (multipart field `file`, ?top_k=)."""
+"""HTTP service for one or more model dirs: the web page at / (imagerec/web), GET /health,
+GET /models, GET /models/{name}/card, GET /models/{name}/files/{file} (the pipeline's figures and
+curves, by name only), and POST /predict (multipart field `file`, ?top_k=, ?gradcam=, ?model=)."""
+import base64
 import contextlib
+import io
 import socket
 import subprocess
 import sys
@@ -7,15 +11,20 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
-from . import images
+from . import images, modelcard
 from .cli import Classifier
+from .errors import ImagerecError
 
+WEB_DIR = Path(__file__).parent / "web"
+GRADCAM_METHOD = "hirescam"  # as the evaluate stage's gradcam.png: faithful for the CNN's flattening head
 MAX_REQUEST_BYTES = 10 * 2**20
 
 
@@ -48,15 +57,55 @@ class RequestSizeLimit:
         await self.app(scope, receive_within_limit, send)
 
 
-def create_app(model_dir: Path, max_request_bytes: int = MAX_REQUEST_BYTES) -> FastAPI:
-    """The app, with the model loaded now rather than per request. Every error answer is JSON
-    {"error": "..."}: a bad image or parameter 422, a request over max_request_bytes 413."""
-    classifier = Classifier(model_dir)
+class Served:
+    """One model of the app: its name in URLs, the loaded classifier and its pipeline results."""
+
+    def __init__(self, name: str, classifier: Classifier, results: modelcard.Results):
+        self.name, self.classifier, self.results = name, classifier, results
+
+
+def load_models(model_dirs: list[Path], results_root: Path | None = None) -> dict[str, Served]:
+    """Each model under its dataset's name (its folder's name where the card names none); a name
+    taken already gets -2, -3, ... (e.g. models/mnist and exports/mnist)."""
+    served = {}
+    for model_dir in model_dirs:
+        classifier = Classifier(model_dir)
+        base = classifier.dataset if modelcard.safe_name(classifier.dataset) else Path(model_dir).resolve().name
+        base = base if modelcard.safe_name(base) else "model"
+        name, n = base, 1
+        while name in served:
+            n += 1
+            name = f"{base}-{n}"
+        root = results_root if results_root is not None else modelcard.default_results_root(model_dir)
+        served[name] = Served(name, classifier, modelcard.Results(classifier.dataset, root))
+    return served
+
+
+def heatmap_png(heat: np.ndarray) -> str:
+    """A heat map (H, W) in 0..1 as a data: URL of an opaque PNG in the jet colour map (as gradcam.png)."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    rgb = (colormaps["jet"](np.clip(heat, 0, 1))[..., :3] * 255 + 0.5).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def create_app(model_dirs: Path | list[Path], max_request_bytes: int = MAX_REQUEST_BYTES,
+               results_root: Path | None = None) -> FastAPI:
+    """The app, with the models loaded now rather than per request. Every error answer is JSON
+    {"error": "..."}: a bad image or parameter 422, an unknown path or model file 404, a request
+    over max_request_bytes 413."""
+    if isinstance(model_dirs, (str, Path)):
+        model_dirs = [model_dirs]
+    served = load_models([Path(d) for d in model_dirs], results_root)
     # Requests run in a thread pool; one model call at a time keeps Keras' per-call state simple,
     # and on a CPU concurrent calls would only compete for the same cores.
     model_lock = threading.Lock()
     app = FastAPI(title="imagerec")
     app.add_middleware(RequestSizeLimit, max_bytes=max_request_bytes)
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -67,36 +116,93 @@ def create_app(model_dir: Path, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
         problems = [f"{'.'.join(str(part) for part in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
         return JSONResponse({"error": "; ".join(problems)}, status_code=422)
 
+    def choose(name: str | None, status_code: int = 422) -> Served:
+        if name is None and len(served) == 1:
+            return next(iter(served.values()))
+        if name in served:
+            return served[name]
+        known = ", ".join(served)
+        raise HTTPException(status_code, f"model: no model {name!r} (serving: {known})" if name is not None
+                            else f"model: required when serving several models (one of: {known})")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "model": classifier.dataset, "classes": classifier.classes}
+        if len(served) == 1:
+            [one] = served.values()
+            return {"status": "ok", "model": one.classifier.dataset, "classes": one.classifier.classes}
+        return {"status": "ok", "models": [{"model": s.name, "classes": s.classifier.classes} for s in served.values()]}
+
+    @app.get("/models")
+    def models() -> dict:
+        return {"max_request_bytes": max_request_bytes,
+                "models": [{"name": s.name, "dataset": s.classifier.dataset, "classes": s.classifier.classes,
+                            "input_size": s.classifier.size, "color_mode": s.classifier.color_mode}
+                           for s in served.values()]}
+
+    @app.get("/models/{name}/card")
+    def card(name: str) -> dict:
+        chosen = choose(name, 404)
+        return modelcard.describe(chosen.name, chosen.classifier.card, chosen.results,
+                                  lambda key: f"/models/{chosen.name}/files/{key}")
+
+    @app.get("/models/{name}/files/{file}")
+    def model_file(name: str, file: str) -> FileResponse:
+        path = choose(name, 404).results.file(file)
+        if path is None:
+            raise HTTPException(404, f"{file}: not available")
+        media_type = "text/tab-separated-values" if path.suffix == ".tsv" else None
+        return FileResponse(path, media_type=media_type)
 
     @app.post("/predict")
-    def predict(file: UploadFile = File(...), top_k: int = Query(3, ge=1)):
+    def predict(file: UploadFile = File(...), top_k: int = Query(3, ge=1), model: str | None = Query(None),
+                gradcam: bool = Query(False)):
+        chosen = choose(model)
+        classifier = chosen.classifier
         try:
             pixels = classifier.decode(file.file.read())
         except images.BadImage as err:
             return JSONResponse({"error": f"{file.filename}: {err}"}, status_code=422)
         with model_lock:
             [ranked] = classifier.rank([pixels], top_k)
-        return {"file": file.filename, "predictions": ranked}
+            explained = explain(classifier, pixels, ranked[0]["label"]) if gradcam else None
+        answer = {"file": file.filename, "model": chosen.name, "predictions": ranked}
+        if gradcam:
+            answer["gradcam"] = explained
+        return answer
 
     return app
 
 
-def run(model_dir: Path, host: str, port: int) -> None:
+def explain(classifier: Classifier, pixels: np.ndarray, label: str) -> dict:
+    """The heat map of `label` for one decoded image, or why there is none."""
+    from . import gradcam
+
+    try:
+        [heat] = gradcam.heatmaps(classifier.model, pixels[None], np.array([classifier.classes.index(label)]),
+                                  method=GRADCAM_METHOD)
+    except ImagerecError as err:
+        return {"label": label, "error": str(err)}
+    return {"label": label, "method": GRADCAM_METHOD, "size": list(heat.shape), "png": heatmap_png(heat)}
+
+
+def run(model_dirs: Path | list[Path], host: str, port: int, results_root: Path | None = None) -> None:
     import uvicorn
 
     # Bounded waiting: idle keep-alive connections close after 5 s, at most 64 connections are
     # served at once (more get 503), and shutdown waits at most 10 s for requests in flight.
-    uvicorn.run(create_app(model_dir), host=host, port=port, timeout_keep_alive=5, limit_concurrency=64,
-                timeout_graceful_shutdown=10)
+    uvicorn.run(create_app(model_dirs, results_root=results_root), host=host, port=port, timeout_keep_alive=5,
+                limit_concurrency=64, timeout_graceful_shutdown=10)
 
 
 @contextlib.contextmanager
-def serving(model_dir: Path, log_path: Path | None = None, start_timeout: float = 120):
+def serving(model_dirs: Path | list[Path], log_path: Path | None = None, start_timeout: float = 120,
+            results_root: Path | None = None):
     """`imagerec serve` in a child process on a free loopback port; yields its base URL once
-    /health answers, and stops it on exit (for tests and benchmarks)."""
+    /health answers, and stops it on exit (for tests, benchmarks and docs/make_screenshot.py)."""
     import requests
 
     with socket.socket() as s:
@@ -104,8 +210,12 @@ def serving(model_dir: Path, log_path: Path | None = None, start_timeout: float 
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
-    server = subprocess.Popen([sys.executable, "-m", "imagerec.cli", "serve", str(model_dir), "--port", str(port)],
-                              stdout=log, stderr=subprocess.STDOUT)
+    if isinstance(model_dirs, (str, Path)):
+        model_dirs = [model_dirs]
+    command = [sys.executable, "-m", "imagerec.cli", "serve", *map(str, model_dirs), "--port", str(port)]
+    if results_root is not None:
+        command += ["--results", str(results_root)]
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + start_timeout
         while True:

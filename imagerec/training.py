@@ -22,16 +22,33 @@ def set_seeds(seed: int) -> None:
 
 def input_pipeline(split: Split, num_classes: int, batch_size: int, shuffle_seed: int | None = None,
                    augmentation: keras.Model | None = None) -> tf.data.Dataset:
-    """uint8 arrays -> batches of (float32 pixels 0..255, one-hot labels), augmented if asked."""
-    data = tf.data.Dataset.from_tensor_slices((np.asarray(split.images), split.labels))
+    """Batches of (float32 pixels 0..255, one-hot labels), augmented if asked.
+
+    The images are gathered batch by batch from the split's arrays (memory-mapped .npy files),
+    so memory holds a few batches, not the dataset, however large it is."""
+    images, labels = split.images, split.labels
+
+    def gather(index):
+        index = np.sort(index)  # sequential reads of the memory map; the batch's members stay random
+        return np.asarray(images[index]), np.asarray(labels[index], np.int64)
+
+    def to_tensors(index):
+        x, y = tf.numpy_function(gather, [index], (tf.uint8, tf.int64), stateful=False)
+        x.set_shape((None, *images.shape[1:]))
+        y.set_shape((None,))
+        return tf.cast(x, tf.float32), tf.one_hot(y, num_classes)
+
+    data = tf.data.Dataset.range(len(labels))
     if shuffle_seed is not None:
-        data = data.shuffle(len(split.labels), seed=shuffle_seed, reshuffle_each_iteration=True)
-    data = data.batch(batch_size).map(
-        lambda x, y: (tf.cast(x, tf.float32), tf.one_hot(y, num_classes)), num_parallel_calls=tf.data.AUTOTUNE
-    )
+        data = data.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
+    data = data.batch(batch_size).map(to_tensors, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if augmentation is not None and augmentation.layers:
-        data = data.map(lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return data.prefetch(tf.data.AUTOTUNE)
+        data = data.map(lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=True)
+    options = tf.data.Options()
+    # Several workers each read their own share of the batches (there are no files to share out).
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return data.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def check_input_shape(model: keras.Model, image_shape: tuple) -> None:
@@ -40,10 +57,38 @@ def check_input_shape(model: keras.Model, image_shape: tuple) -> None:
         raise ImagerecError(f"model expects images of shape {expected}, the dataset has {tuple(image_shape)}")
 
 
-def compile_model(model: keras.Model, train_params, steps_per_epoch: int) -> None:
-    rate = train_params.learning_rate
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """default: one device. mirrored: a replica on every local GPU, or on every logical CPU device
+    where there is no GPU. multi_worker: a replica per worker process, configured by TF_CONFIG
+    (create it before any other TensorFlow work in the process)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown distribution strategy {name!r}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the outputs (every process but the workers of multi_worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
+                                              and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def compile_model(model: keras.Model, train_params, learning_rate: float, epochs: int, warmup_epochs: int,
+                  steps_per_epoch: int) -> None:
+    """Adam (AdamW with weight decay) at a constant rate, or cosine decay after a linear warm-up."""
+    rate = learning_rate
     if train_params.schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=train_params.epochs * steps_per_epoch)
+        warmup = min(warmup_epochs, epochs - 1) * steps_per_epoch
+        rate = keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else learning_rate, decay_steps=epochs * steps_per_epoch - warmup,
+            warmup_target=learning_rate if warmup else None, warmup_steps=warmup)
     if train_params.weight_decay:
         optimizer = keras.optimizers.AdamW(rate, weight_decay=train_params.weight_decay)
     else:
@@ -56,36 +101,65 @@ def compile_model(model: keras.Model, train_params, steps_per_epoch: int) -> Non
 
 
 def fit(model: keras.Model, train: Split, val: Split, num_classes: int, train_params,
-        augmentation: keras.Model, seed: int, curves_dir: Path) -> keras.callbacks.History:
+        augmentation: keras.Model, seed: int, curves_dir: Path,
+        strategy: tf.distribute.Strategy | None = None) -> list[keras.callbacks.History]:
     """Train with validation, early stopping (best weights restored) and per-epoch curves in
-    `curves_dir` (dvclive's layout: plots/metrics/{train,eval}/<metric>.tsv)."""
+    `curves_dir` (dvclive's layout: plots/metrics/{train,eval}/<metric>.tsv).
+
+    Two phases when `train_params.fine_tune` is set: the new head on the frozen pretrained base,
+    then the top layers of the base too, at a lower rate; both phases' epochs in one curve.
+    `batch_size` and the learning rates are per replica: with N replicas the global batch is N
+    times larger and so are the rates (the linear scaling rule)."""
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
+    from .models import unfreeze_top
+
     check_input_shape(model, train.images.shape[1:])
-    batch_size = train_params.batch_size
-    compile_model(model, train_params, math.ceil(len(train.labels) / batch_size))
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    batch_size = train_params.batch_size * replicas
+    steps_per_epoch = math.ceil(len(train.labels) / batch_size)
+    train_data = input_pipeline(train, num_classes, batch_size, shuffle_seed=seed, augmentation=augmentation)
+    val_data = input_pipeline(val, num_classes, batch_size)
+    phases = [(train_params.learning_rate, train_params.epochs, train_params.warmup_epochs)]
+    if train_params.fine_tune:
+        phases.append((train_params.fine_tune.learning_rate, train_params.fine_tune.epochs, 0))
+    histories = []
     # dvcyaml=None: the pipeline's dvc.yaml declares the plots itself; dvclive must not edit it.
-    live = Live(str(curves_dir), dvcyaml=None, save_dvc_exp=False)
-    callbacks = [DVCLiveCallback(live=live)]
-    if train_params.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=train_params.early_stopping_patience, restore_best_weights=True))
-    return model.fit(
-        input_pipeline(train, num_classes, batch_size, shuffle_seed=seed, augmentation=augmentation),
-        validation_data=input_pipeline(val, num_classes, batch_size),
-        epochs=train_params.epochs,
-        callbacks=callbacks,
-        shuffle=False,  # the input pipeline shuffles, seeded
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
+    with Live(str(curves_dir), dvcyaml=None, save_dvc_exp=False) as live:
+        for phase, (rate, epochs, warmup) in enumerate(phases):
+            if phase == 1:
+                unfreeze_top(model, train_params.fine_tune.layers)
+            with strategy.scope():
+                compile_model(model, train_params, rate * replicas, epochs, warmup, steps_per_epoch)
+            callbacks = [DVCLiveCallback(live=live)]
+            if train_params.early_stopping_patience:
+                callbacks.append(keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=train_params.early_stopping_patience, restore_best_weights=True))
+            done = sum(len(history.epoch) for history in histories)
+            histories.append(model.fit(
+                train_data, validation_data=val_data, initial_epoch=done, epochs=done + epochs,
+                callbacks=callbacks,
+                shuffle=False,  # the input pipeline shuffles, seeded
+                verbose=1 if sys.stdout.isatty() else 2,
+            ))
+    return histories
 
 
-def predict(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """Class probabilities; calls the model on whole batches (model.predict is slow on CPU)."""
+def predict(model: keras.Model, images: np.ndarray, batch_size: int, tta: str = "none") -> np.ndarray:
+    """Class probabilities; calls the model on whole batches (model.predict is slow on CPU).
+
+    tta "flip" averages each image's probabilities with its mirror image's (test-time
+    augmentation, for datasets trained with horizontal flips)."""
+    if tta not in ("none", "flip"):
+        raise ValueError(f"unknown test-time augmentation {tta!r}")
     out = []
     for start in range(0, len(images), batch_size):
         batch = tf.convert_to_tensor(np.asarray(images[start:start + batch_size]), dtype=tf.float32)
-        out.append(np.asarray(model(batch, training=False)))
+        probabilities = model(batch, training=False)
+        if tta == "flip":
+            probabilities = (probabilities + model(tf.reverse(batch, axis=[2]), training=False)) / 2
+        out.append(np.asarray(probabilities))
     probabilities = np.concatenate(out).astype(np.float64)
     return probabilities / probabilities.sum(axis=1, keepdims=True)  # exact sums after float32 softmax

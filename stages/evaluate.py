@@ -26,7 +26,7 @@ def main() -> None:
     model, card = models.load(args.model_dir)
     training.check_input_shape(model, test.images.shape[1:])
     classes = card["classes"]
-    probabilities = training.predict(model, test.images, p.evaluate.batch_size)
+    probabilities = training.predict(model, test.images, p.evaluate.batch_size, p.evaluate.tta)
     labels = test.labels
 
     scores = evaluation.scorecard(labels, probabilities, classes)

@@ -1,5 +1,6 @@
 """train: fit the dataset's model on the train split, selecting on the validation split."""
 import argparse
+import tempfile
 from pathlib import Path
 
 from imagerec import augment, datasets, models, params, training
@@ -18,23 +19,31 @@ def main() -> None:
     args = parser.parse_args()
     p = params.load(args.dataset)
 
+    strategy = training.distribution_strategy(p.train.strategy)  # first: multi_worker must precede other TF work
     training.set_seeds(p.seed)
     data = datasets.load(args.prepared_dir, splits=["train", "val"])
     policy = read_json(args.augmented_dir / augment.POLICY_FILE)
     weights = [args.pretrained_dir / f["file"] for f in read_json(args.pretrained_dir / "manifest.json")["files"]]
     image_shape = data.splits["train"].images.shape[1:]
-    model = models.build(p.model, image_shape, len(data.classes), weights[0] if weights else None)
+    with strategy.scope():
+        model = models.build(p.model, image_shape, len(data.classes), weights[0] if weights else None)
     model.summary(print_fn=print)
 
-    with atomic_dir(args.curves_dir) as curves, atomic_dir(args.model_dir) as out:
+    def output(path):  # the other workers of multi_worker train alongside the chief but write nothing
+        return atomic_dir(path) if training.is_chief(strategy) else tempfile.TemporaryDirectory()
+
+    with output(args.curves_dir) as curves, output(args.model_dir) as out:
         training.fit(model, data.splits["train"], data.splits["val"], len(data.classes), p.train,
-                     augment.build_layers(policy, p.seed), p.seed, curves)
-        models.save(model, out, {
+                     augment.build_layers(policy, p.seed), p.seed, Path(curves), strategy)
+        models.save(model, Path(out), {
             "dataset": args.dataset,
             "classes": data.classes,
             "input_shape": list(image_shape),
             "color_mode": p.preprocess.color_mode,
             "input_scaling": "uint8 pixels 0..255, resized to input_shape; the model rescales itself",
+            "data": {"source": p.fetch.source,
+                     "images": {split: len(data.splits[split].labels) for split in ("train", "val")}},
+            "params": p.model_dump(mode="json", exclude={"name", "evaluate", "export"}),
         })
 
 

@@ -27,6 +27,8 @@ def tiny_profile(params: dict) -> dict:
     for section in params.values():
         section["preprocess"]["max_per_class"] = 6
         section["train"].update(epochs=2, batch_size=16)
+        if section["train"].get("fine_tune"):
+            section["train"]["fine_tune"]["epochs"] = 1
         section["augment"]["preview_images"] = 4
         section["evaluate"].update(samples_shown=8, batch_size=32)
         section["export"]["calibration_images"] = 8

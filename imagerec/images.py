@@ -50,6 +50,8 @@ def decode(data: bytes, size: int, color_mode: str) -> np.ndarray:
         raise BadImage(_reason(err)) from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise BadImage(_reason(err)) from None
+    except Exception as err:  # a Pillow plugin tripping over a malformed file (TypeError, struct.error, ...)
+        raise BadImage(f"cannot decode: {type(err).__name__}: {' '.join(str(err).split())[:120]}") from None
     return array[..., None] if array.ndim == 2 else array
 
 

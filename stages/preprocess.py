@@ -1,6 +1,7 @@
 """preprocess: decode, resize and split a raw dataset into uint8 arrays; explore it.
 
-Unreadable images are skipped and listed in bad_images.csv, never dropped silently.
+Unreadable images are skipped and listed in bad_images.csv, never dropped silently. Images
+are streamed to disk, so memory does not grow with the number of images.
 """
 import argparse
 import csv
@@ -21,11 +22,10 @@ def main() -> None:
     p = params.load(args.dataset)
     pre = p.preprocess
 
-    prepared, bad, ignored = datasets.prepare(
-        args.raw_dir, pre.image_size, pre.color_mode, pre.val_fraction, pre.test_fraction, pre.max_per_class, p.seed)
-    stats = datasets.statistics(prepared, bad, ignored)
-    with atomic_dir(args.prepared_dir) as out:
-        datasets.save(prepared, out)
+    with atomic_dir(args.prepared_dir) as out:  # images are decoded straight into its .npy files
+        prepared, bad, ignored = datasets.prepare(args.raw_dir, out, pre.image_size, pre.color_mode,
+                                                  pre.val_fraction, pre.test_fraction, pre.max_per_class, p.seed)
+        stats = datasets.statistics(prepared, bad, ignored)
     with atomic_dir(args.explore_dir) as out:
         write_json(out / "stats.json", stats)
         with atomic_file(out / "bad_images.csv") as f:

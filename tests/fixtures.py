@@ -120,3 +120,84 @@ def write_tiny_model(model_dir: Path) -> Path:
 
 def image_of(label: int, fmt: str = "PNG", size: int = 28, channels: int = 1) -> bytes:
     return encode(pattern_images([label], size, channels, seed=7)[0], fmt)
+
+
+# --- awkward photos, as real Cats vs Dogs downloads hold them ---------------------------------
+
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+# What preprocess does with each kind: "kept" (converted) or the reason it is skipped.
+ODD_PHOTO_OUTCOMES = {
+    "corrupt": "broken data stream",     # a JPEG with a second start-of-image inside its picture data
+    "truncated": "image file is truncated",
+    "zero-byte": "empty file",
+    "text": "not an image",              # an HTML error page saved as .jpg
+    "grayscale": "kept",
+    "cmyk": "kept",
+    "png-disguised": "kept",
+    "exif-rotated": "kept",
+}
+
+
+def _save(image: Image.Image, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def odd_photo(kind: str, seed: int = 0) -> bytes:
+    """A file of one of the ODD_PHOTO_OUTCOMES kinds. Kept kinds are recognisable once decoded:
+    grayscale has three equal channels, cmyk is pure red, exif-rotated is red on top (the
+    stored landscape picture is red left, blue right, with EXIF orientation 6), png-disguised
+    is a lossless copy of `pattern_images([1], 48, 3, seed)`."""
+    photo = encode(pattern_images([seed % 2], 48, 3, seed=seed)[0])
+    if kind == "corrupt":  # as when two downloads were spliced together (random garbage may still decode)
+        scan = photo.index(b"\xff\xda")
+        start = scan + 2 + int.from_bytes(photo[scan + 2:scan + 4], "big")
+        middle = (start + len(photo)) // 2
+        return photo[:middle] + b"\xff\xd8" + photo[middle:]
+    if kind == "truncated":
+        return photo[:len(photo) * 2 // 3]
+    if kind == "zero-byte":
+        return b""
+    if kind == "text":
+        return b"<html><body>Rate limit exceeded</body></html>\n"
+    if kind == "grayscale":
+        return encode(pattern_images([0], 48, 1, seed=seed)[0])
+    if kind == "cmyk":
+        return _save(Image.new("CMYK", (48, 48), (0, 255, 255, 0)), "JPEG")
+    if kind == "png-disguised":
+        return encode(pattern_images([1], 48, 3, seed=seed)[0], "PNG")
+    if kind == "exif-rotated":
+        landscape = Image.new("RGB", (64, 32), BLUE)
+        landscape.paste(RED, (0, 0, 32, 32))
+        exif = Image.Exif()
+        exif[0x0112] = 6  # rotate 90 degrees clockwise to display: the left half goes on top
+        return _save(landscape, "JPEG", exif=exif)
+    raise ValueError(kind)
+
+
+def odd_photo_files(layout: str, good_per_class: int = 10) -> tuple[dict[str, bytes], dict[str, str]]:
+    """A cats-vs-dogs archive's files with one odd file of every kind per class among good photos.
+
+    layout "petimages": PetImages/Cat/7.jpg (Microsoft's zip); "kaggle": train/cat.7.jpg
+    (Kaggle's train.zip). Returns the files and {file name: odd kind}.
+    """
+    files, odd = {}, {}
+    kinds = list(ODD_PHOTO_OUTCOMES)
+    for c, (pet, folder) in enumerate([("cat", "Cat"), ("dog", "Dog")]):
+        labels = [c] * good_per_class
+        good = iter(pattern_images(labels, 40, 3, seed=10 + c))
+        # Odd files in the middle of the good ones: good, odd, good, odd, ..., good.
+        number = 0
+        for k in range(good_per_class + len(kinds)):
+            name = f"PetImages/{folder}/{number}.jpg" if layout == "petimages" else f"train/{pet}.{number}.jpg"
+            number += 1
+            if k % 2 == 1 and k // 2 < len(kinds):
+                kind = kinds[k // 2]
+                files[name], odd[name] = odd_photo(kind, seed=k + c), kind
+            else:
+                files[name] = encode(next(good))
+    if layout == "petimages":
+        files["PetImages/Cat/Thumbs.db"] = b"\x00" * 64
+        files["readme[1].txt"] = b"The Asirra data set"
+    return files, odd

@@ -1,20 +1,28 @@
 """datasets: format detection, labelling, splitting, decoding with bad images, saving and loading."""
+import csv
 import hashlib
 import io
+import json
+import os
 import pickle
+import subprocess
 import sys
 import tarfile
+import tempfile
+import tracemalloc
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fixtures import (CIFAR_CLASSES, encode, image_folder_files, make_mnist_npz,  # noqa: E402
-                      pattern_images, write_archive)
+from fixtures import (CIFAR_CLASSES, ODD_PHOTO_OUTCOMES, encode, image_folder_files,  # noqa: E402
+                      make_mnist_npz, odd_photo_files, pattern_images, write_archive)
 
-from imagerec import datasets  # noqa: E402
+from imagerec import archives, datasets, images  # noqa: E402
 from imagerec.archives import ArchiveError  # noqa: E402
 from imagerec.errors import ImagerecError  # noqa: E402
 
@@ -36,7 +44,9 @@ def folder_raw(tmp_path: Path, files: dict[str, bytes], name: str = "images.zip"
 
 
 def prepare(raw_dir: Path, size: int = 16, color_mode: str = "rgb", max_per_class: int = 0, seed: int = 0):
-    return datasets.prepare(raw_dir, size, color_mode, val_fraction=0.25, test_fraction=0.25,
+    """datasets.prepare into a fresh directory beside `raw_dir`."""
+    out_dir = Path(tempfile.mkdtemp(prefix="prepared-", dir=raw_dir.parent))
+    return datasets.prepare(raw_dir, out_dir, size, color_mode, val_fraction=0.25, test_fraction=0.25,
                             max_per_class=max_per_class, seed=seed)
 
 
@@ -188,18 +198,27 @@ def test_prepare_reads_kaggle_style_tar_labelled_by_file_name(tmp_path):
 
 # --- npz and CIFAR pickles -------------------------------------------------------------------
 
-def test_npz_round_trips_through_save_and_memory_mapped_load(tmp_path):
-    prepared, bad, ignored = datasets.prepare(write_raw(tmp_path / "raw", "mnist.npz", make_mnist_npz),
-                                              28, "grayscale", 0.25, 0.2, 0, seed=0)
+def test_npz_is_prepared_into_memory_mapped_files_that_save_and_load_round_trip(tmp_path):
     out = tmp_path / "prepared"
     out.mkdir()
-    datasets.save(prepared, out)
-    loaded = datasets.load(out)
+    prepared, bad, ignored = datasets.prepare(write_raw(tmp_path / "raw", "mnist.npz", make_mnist_npz),
+                                              out, 28, "grayscale", 0.25, 0.2, 0, seed=0)
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        ["classes.json"] + [f"{split}_{kind}.npy" for split in datasets.SPLITS for kind in ("images", "labels")])
+    in_memory = datasets.Prepared(prepared.classes, {split: datasets.Split(np.array(data.images), data.labels)
+                                                     for split, data in prepared.splits.items()})
+    again = tmp_path / "saved"
+    again.mkdir()
+    datasets.save(in_memory, again)
+    loaded = datasets.load(again)
     assert loaded.classes == datasets.MNIST_CLASSES
     for split in datasets.SPLITS:
+        assert isinstance(prepared.splits[split].images, np.memmap)
         assert isinstance(loaded.splits[split].images, np.memmap)
         assert np.array_equal(loaded.splits[split].images, prepared.splits[split].images)
         assert np.array_equal(loaded.splits[split].labels, prepared.splits[split].labels)
+        for kind in ("images", "labels"):
+            assert (again / f"{split}_{kind}.npy").read_bytes() == (out / f"{split}_{kind}.npy").read_bytes()
     stats = datasets.statistics(loaded, bad, ignored)
     assert stats["image_shape"] == [28, 28, 1]
     assert stats["totals"] == {"train": 90, "val": 30, "test": 60}
@@ -269,3 +288,231 @@ def test_archive_format_is_read_from_content_not_extension(tmp_path):
     assert datasets.detect_format(raw / "photos.zip") == "image-folder"
     prepared, bad, _ = prepare(raw)
     assert prepared.classes == PETS and not bad
+
+
+# --- real photos: odd files, Kaggle and PetImages layouts ------------------------------------
+
+SPLIT_PARAMS = dict(val_fraction=0.25, test_fraction=0.25, max_per_class=0, seed=0)
+
+
+def selected_files(raw_dir: Path, **split_params) -> dict[str, list[str]]:
+    """The member names each split selects, in row order, bad ones included."""
+    source = datasets.read_raw(raw_dir)
+    selection = datasets.assign_splits(source.labels, **(split_params or SPLIT_PARAMS))
+    return {split: [source._names[pool][i] for i in index] for split, (pool, index) in selection.items()}
+
+
+def row_of_each_file(raw_dir: Path, bad: list[dict]) -> dict[str, tuple[str, int]]:
+    """{member name: (split, row)} for the files kept, from the split selection minus the skipped."""
+    skipped = {entry["file"] for entry in bad}
+    where = {}
+    for split, names in selected_files(raw_dir).items():
+        kept = [name for name in names if name not in skipped]
+        where.update({name: (split, row) for row, name in enumerate(kept)})
+    return where
+
+
+def red_on_top(image: np.ndarray) -> bool:
+    redness = image[..., 0].astype(int) - image[..., 2].astype(int)
+    half = len(image) // 2
+    return redness[:half].mean() > 150 and redness[half:].mean() < -150
+
+
+@pytest.mark.parametrize("layout, archive", [("petimages", "kagglecatsanddogs_5340.zip"),
+                                             ("kaggle", "dogs-vs-cats-train.zip"),
+                                             ("kaggle", "train.tar.gz")])
+def test_every_odd_photo_is_converted_and_kept_or_skipped_with_a_reason(tmp_path, layout, archive):
+    files, odd = odd_photo_files(layout)
+    raw = folder_raw(tmp_path, files, archive)
+    prepared, bad, ignored = prepare(raw, size=48)
+
+    classes = ["Cat", "Dog"] if layout == "petimages" else ["cat", "dog"]
+    assert prepared.classes == classes
+    assert ignored == (["PetImages/Cat/Thumbs.db", "readme[1].txt"] if layout == "petimages" else [])
+    reasons = {entry["file"]: entry for entry in bad}
+    assert len(reasons) == len(bad)  # each file reported once
+    rows = row_of_each_file(raw, bad)
+    selected = {name: split for split, names in selected_files(raw).items() for name in names}
+    assert set(selected) == set(files) - set(ignored)  # every image file is selected somewhere
+    for name in files.keys() - set(ignored):
+        kind = odd.get(name, "good")
+        outcome = ODD_PHOTO_OUTCOMES.get(kind, "kept")
+        if outcome != "kept":
+            assert name not in rows, f"{kind} file {name} was kept"
+            assert reasons[name]["split"] == selected[name]
+            assert outcome in reasons[name]["reason"], (kind, reasons[name])
+            continue
+        assert name not in reasons, f"{kind} file {name} was skipped: {reasons.get(name)}"
+        split, row = rows[name]
+        data = prepared.splits[split]
+        image = np.asarray(data.images[row])
+        assert image.shape == (48, 48, 3)
+        assert classes[data.labels[row]].lower() in name.lower()
+        if kind == "grayscale":
+            assert np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2])
+        elif kind == "cmyk":
+            assert image[..., 0].min() > 200 and image[..., 1:].max() < 50  # CMYK (0, 255, 255, 0) is red
+        elif kind == "png-disguised":
+            assert np.array_equal(image, np.asarray(Image.open(io.BytesIO(files[name]))))  # lossless, same size
+        elif kind == "exif-rotated":
+            assert red_on_top(image)  # stored red-left; orientation 6 turns it upright
+        else:
+            assert image.max() > 200  # a real picture (its bright square), not a blank row
+    assert sorted(odd[name] for name in reasons) == sorted(2 * [k for k, v in ODD_PHOTO_OUTCOMES.items() if v != "kept"])
+    assert sum(len(data.labels) for data in prepared.splits.values()) == len(files) - len(ignored) - len(bad)
+
+
+def in_memory_prepare(raw_dir: Path, size: int, color_mode: str, **split_params) -> dict[str, bytes]:
+    """What preprocess wrote before streaming: whole arrays in memory, bad rows dropped, np.save."""
+    source = datasets.read_raw(raw_dir)
+    selection = datasets.assign_splits(source.labels, **split_params)
+    data = dict(archives_member_bytes(source.path))
+    out = {}
+    for split, (pool, index) in selection.items():
+        rows, labels = [], []
+        for i in index:
+            try:
+                rows.append(images.decode(data[source._names[pool][i]], size, color_mode))
+                labels.append(source.labels[pool][i])
+            except images.BadImage:
+                pass
+        for kind, array in (("images", np.stack(rows)), ("labels", np.array(labels, np.int64))):
+            buffer = io.BytesIO()
+            np.save(buffer, array, allow_pickle=False)
+            out[f"{split}_{kind}.npy"] = buffer.getvalue()
+    return out
+
+
+def archives_member_bytes(path: Path):
+    for name, _, open_member in archives.iter_members(path):
+        with open_member() as stream:
+            yield name, stream.read()
+
+
+@pytest.mark.parametrize("archive", ["train.zip", "train.tar.gz"])
+@pytest.mark.parametrize("color_mode", ["rgb", "grayscale"])
+def test_streamed_files_are_byte_identical_to_in_memory_arrays(tmp_path, archive, color_mode):
+    files, odd = odd_photo_files("kaggle", good_per_class=14)
+    # Bad files first and last in the archive too, not only in the middle.
+    files = {"train/cat.900.jpg": b"", **files, "train/dog.900.jpg": b"GIF89a broken"}
+    raw = folder_raw(tmp_path, files, archive)
+    split_params = dict(val_fraction=0.2, test_fraction=0.2, max_per_class=0, seed=3)
+    out = tmp_path / "prepared"
+    out.mkdir()
+    prepared, bad, _ = datasets.prepare(raw, out, 20, color_mode, **split_params)
+    assert len(bad) == 2 + 2 * 4
+    expected = in_memory_prepare(raw, 20, color_mode, **split_params)
+    for name, data in expected.items():
+        assert (out / name).read_bytes() == data, name
+    assert sorted(path.name for path in out.iterdir()) == sorted([*expected, "classes.json"])  # no scratch left
+
+
+@pytest.mark.parametrize("kept", [[1, 1, 1, 1, 1, 1], [0, 1, 1, 0, 1, 0], [0, 0, 0, 0, 0, 1], [0] * 6, [1, 0, 0, 0, 0, 0]],
+                         ids=["all", "gaps", "last-only", "none", "first-only"])
+def test_row_file_compacts_kept_rows_in_place_to_what_np_save_writes(tmp_path, kept, monkeypatch):
+    monkeypatch.setattr(datasets, "CHUNK_BYTES", 2 * 5 * 4 * 3)  # two rows per chunk
+    rows = np.random.default_rng(0).integers(0, 256, (6, 5, 4, 3), dtype=np.uint8)
+    path = tmp_path / "x_images.npy"
+    row_file = datasets._RowFile(path, 6, (5, 4, 3))
+    for row in [4, 0, 5, 2, 1, 3]:  # the order of members in an archive, not of rows
+        if kept[row]:
+            row_file.write(row, rows[row])
+    row_file.finish(np.array(kept, bool))
+    buffer = io.BytesIO()
+    np.save(buffer, rows[np.array(kept, bool)], allow_pickle=False)
+    assert path.read_bytes() == buffer.getvalue()
+
+
+def test_kaggle_competition_bundle_is_read_through_its_inner_train_zip(tmp_path):
+    files, odd = odd_photo_files("kaggle")
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    test1 = io.BytesIO()
+    with zipfile.ZipFile(test1, "w") as zf:
+        zf.writestr("test1/1.jpg", encode(pattern_images([0], 24, 3)[0]))
+    bundle = {"sampleSubmission.csv": b"id,label\n1,0\n", "test1.zip": test1.getvalue(), "train.zip": inner.getvalue()}
+    raw = folder_raw(tmp_path, bundle, "dogs-vs-cats.zip")
+    out = tmp_path / "prepared"
+    out.mkdir()
+    prepared, bad, ignored = datasets.prepare(raw, out, 24, "rgb", **SPLIT_PARAMS)
+    assert prepared.classes == ["cat", "dog"]
+    assert ignored == ["sampleSubmission.csv", "test1.zip"]
+    assert sorted(entry["file"] for entry in bad) == sorted(
+        name for name, kind in odd.items() if ODD_PHOTO_OUTCOMES[kind] != "kept")
+    assert sum(len(data.labels) for data in prepared.splits.values()) == len(files) - len(bad)
+    assert not [path for path in out.iterdir() if path.name.startswith(".scratch")]  # the unpacked train.zip is gone
+
+
+def test_row_chunks_read_a_memory_mapped_npy_in_order_without_its_mapping(tmp_path):
+    array = np.random.default_rng(1).integers(0, 256, (7, 3, 2, 3), dtype=np.uint8)
+    np.save(tmp_path / "a.npy", array)
+    mapped = np.load(tmp_path / "a.npy", mmap_mode="r")
+    for source in (mapped, array):
+        chunks = list(datasets.row_chunks(source, max_bytes=3 * 18))
+        assert [len(chunk) for chunk in chunks] == [3, 3, 1]
+        assert all(not isinstance(chunk, np.memmap) for chunk in chunks)
+        assert np.array_equal(np.concatenate(chunks), array)
+
+
+def test_statistics_in_chunks_give_the_mean_of_the_whole_array(tmp_path, monkeypatch):
+    files = image_folder_files(PETS, {"train": 12, "test": 4}, 24)
+    out = tmp_path / "prepared"
+    out.mkdir()
+    prepared, bad, ignored = datasets.prepare(folder_raw(tmp_path, files), out, 24, "rgb", **SPLIT_PARAMS)
+    monkeypatch.setattr(datasets, "CHUNK_BYTES", 24 * 24 * 3 * 5)  # five images at a time
+    stats = datasets.statistics(prepared, bad, ignored)
+    whole = np.asarray(prepared.splits["train"].images).reshape(-1, 3).mean(axis=0, dtype=np.float64)
+    assert stats["train_mean_pixel"] == [round(float(v), 3) for v in whole]
+    assert stats["image_shape"] == [24, 24, 3] and stats["totals"]["test"] == 8
+
+
+def test_prepare_of_an_image_archive_holds_memory_for_a_chunk_not_the_dataset(tmp_path, monkeypatch):
+    count, size = 240, 64  # 240 x 64 x 64 x 3 = 2.9 MB of uint8 images
+    labels = np.arange(count) % 2
+    files = {f"train/{PETS[label][:-1]}.{i}.jpg": encode(image)
+             for i, (label, image) in enumerate(zip(labels, pattern_images(labels, 32, 3)))}
+    files["train/cat.500.jpg"] = b""  # one to squeeze out
+    raw = folder_raw(tmp_path, files)
+    monkeypatch.setattr(datasets, "CHUNK_BYTES", 2**17)
+    out = tmp_path / "prepared"
+    out.mkdir()
+    tracemalloc.start()
+    try:
+        prepared, bad, ignored = datasets.prepare(raw, out, size, "rgb", **SPLIT_PARAMS)
+        datasets.statistics(prepared, bad, ignored)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    dataset_bytes = count * size * size * 3
+    assert len(bad) == 1 and sum(len(data.labels) for data in prepared.splits.values()) == count
+    assert peak < dataset_bytes / 3, f"peak {peak} bytes traced for a {dataset_bytes}-byte dataset"
+
+
+def test_preprocess_stage_reports_each_skipped_photo_and_writes_the_prepared_layout(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    settings = yaml.safe_load((root / "params.yaml").read_text())
+    settings["cats_vs_dogs"]["preprocess"].update(image_size=32, val_fraction=0.25, test_fraction=0.25)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    files, odd = odd_photo_files("petimages")
+    folder_raw(tmp_path, files, "kagglecatsanddogs_5340.zip")
+    result = subprocess.run([sys.executable, str(root / "stages" / "preprocess.py"), "cats_vs_dogs", "raw",
+                             "prepared", "explore"], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "explore" / "bad_images.csv") as f:
+        report = {row["file"]: row for row in csv.DictReader(f)}
+    skipped = {name: kind for name, kind in odd.items() if ODD_PHOTO_OUTCOMES[kind] != "kept"}
+    assert set(report) == set(skipped)
+    for name, kind in skipped.items():
+        assert ODD_PHOTO_OUTCOMES[kind] in report[name]["reason"] and report[name]["split"] in datasets.SPLITS
+    stats = json.loads((tmp_path / "explore" / "stats.json").read_text())
+    assert stats["unreadable_images"] == len(skipped) and stats["ignored_files"] == 2
+    assert sum(stats["totals"].values()) == len(files) - 2 - len(skipped)
+    assert "8 unreadable, 2 non-image files ignored" in result.stdout
+    prepared = datasets.load(tmp_path / "prepared")
+    assert prepared.classes == ["Cat", "Dog"]
+    assert all(data.images.shape[1:] == (32, 32, 3) for data in prepared.splits.values())
+    assert sorted(path.name for path in (tmp_path / "prepared").iterdir()) == sorted(
+        ["classes.json"] + [f"{split}_{kind}.npy" for split in datasets.SPLITS for kind in ("images", "labels")])

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fixtures import encode, pattern_images  # noqa: E402
+from fixtures import ODD_PHOTO_OUTCOMES, encode, odd_photo, pattern_images  # noqa: E402
 
 from imagerec import images  # noqa: E402
 from imagerec.images import BadImage  # noqa: E402
@@ -152,3 +152,23 @@ def test_conform_grayscale_to_rgb_repeats_the_channel():
     gray = pattern_images(range(2), 28, 1)
     rgb = images.conform(gray, 28, "rgb")
     assert all(np.array_equal(rgb[..., c], gray[..., 0]) for c in range(3))
+
+
+@pytest.mark.parametrize("kind", list(ODD_PHOTO_OUTCOMES))
+def test_each_kind_of_odd_photo_is_converted_or_refused_with_its_reason(kind):
+    outcome = ODD_PHOTO_OUTCOMES[kind]
+    if outcome == "kept":
+        array = images.decode(odd_photo(kind), 16, "rgb")
+        assert array.shape == (16, 16, 3) and array.dtype == np.uint8
+    else:
+        with pytest.raises(BadImage, match=outcome):
+            images.decode(odd_photo(kind), 16, "rgb")
+
+
+def test_an_unexpected_error_inside_pillow_is_a_bad_image_not_a_crash(monkeypatch):
+    # Fuzzed TIFFs, for one, can make a Pillow plugin raise TypeError or struct.error.
+    def broken(image):
+        raise TypeError("'IFDRational' object cannot be interpreted as an integer")
+    monkeypatch.setattr(images.ImageOps, "exif_transpose", broken)
+    with pytest.raises(BadImage, match="cannot decode: TypeError: 'IFDRational'"):
+        images.decode(encode(photo(), "JPEG"), 16, "rgb")

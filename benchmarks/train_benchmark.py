@@ -1,0 +1,301 @@
+"""Train each dataset's model as the train stage does, and the keras.io MNIST convnet beside it.
+
+    python benchmarks/train_benchmark.py [mnist cifar10 cats_vs_dogs] [--reference]
+        [--prepared-root data/prepared] [--pretrained-root data/pretrained] [--params params.yaml]
+        [--epochs N] [--limit N] [--results benchmarks/results/train_benchmark.json]
+
+Per dataset: test accuracy (with the evaluate stage's test-time augmentation and without),
+train wall seconds, epochs, training images/s (train images x epochs / train seconds), peak RSS
+and a per-epoch curve of (epoch, seconds since training began, test accuracy); for MNIST also
+the seconds to reach 99.2% test accuracy. `--reference` adds the keras.io "Simple MNIST convnet"
+(https://keras.io/examples/vision/mnist_convnet/), 15 epochs at batch 128 on the same 60,000
+training images (imagerec's train split followed by its val split, so the last 10% that the
+reference's validation_split holds out is imagerec's val split), and the comparison: imagerec's
+time to 99.2% over the reference's.
+
+Each model trains in a child process of its own, so its peak RSS (wait4's ru_maxrss) is that
+run's alone. imagerec's model goes through `training.fit` itself, with the train stage's
+params, augmentation policy, pretrained weights and distribution strategy; to record test
+accuracy after every epoch, the child wraps that model's `fit` to add one callback (training.fit
+takes no extra callbacks), so nothing of training.fit is copied. The test set selects nothing
+here: early stopping still watches the validation split. The seconds exclude the callback's own
+test predictions, and the time to 99.2% is that of the first epoch that ends at or above it.
+Both children run under `training.set_seeds` (seeded, deterministic ops). `--epochs` and
+`--limit` (a seeded sample of N images of every split) are for smoke runs; such results record them.
+
+Results merge into the JSON by dataset, so partial runs fill it in; each entry keeps the command
+that produced it. Benchmarks are run by hand, never asserted in tests.
+"""
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results" / "train_benchmark.json"
+DATASETS = ("mnist", "cifar10", "cats_vs_dogs")
+TARGET = 0.992  # MNIST test accuracy whose time the comparison reports
+REFERENCE = {"batch_size": 128, "epochs": 15, "validation_split": 0.1}  # keras.io's settings
+
+
+# ---- child side: one training run, imports TensorFlow -------------------------------------
+
+def load_splits(prepared_dir: Path, limit: int, seed: int):
+    """The train, val and test splits; with `limit`, a seeded sample of that many images of each
+    (the prepared splits are ordered by class, so their first images would be one class)."""
+    from imagerec import datasets
+
+    data = datasets.load(prepared_dir)
+    for name, split in data.splits.items():
+        if limit:
+            index = datasets.seeded_sample(len(split.labels), limit, seed)
+            data.splits[name] = datasets.Split(split.images[index], split.labels[index])
+    return data
+
+
+def test_probe(images, labels, batch_size: int, tta: str):
+    """A callback scoring the test set after each epoch, with a clock that leaves its own time out."""
+    import keras
+    import numpy as np
+
+    from imagerec import training
+
+    class TestProbe(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.started, self.excluded, self.curve = time.perf_counter(), 0.0, []
+
+        def seconds(self) -> float:
+            return time.perf_counter() - self.started - self.excluded
+
+        def accuracy(self, tta_mode: str) -> float:
+            predicted = training.predict(self.model, images, batch_size, tta_mode).argmax(axis=1)
+            return float(np.mean(predicted == labels))
+
+        def on_epoch_end(self, epoch, logs=None):
+            at, begun = self.seconds(), time.perf_counter()
+            self.curve.append([epoch + 1, round(at, 2), round(self.accuracy(tta), 5)])
+            self.excluded += time.perf_counter() - begun
+            print(f"  [benchmark] epoch {epoch + 1}: {at:.1f} s, test accuracy {self.curve[-1][2]:.4f}", flush=True)
+
+    return TestProbe()
+
+
+def summary(probe, train_images: int, epochs: int, seconds: float, target: bool) -> dict:
+    result = {"train_seconds": round(seconds, 1), "epochs": epochs, "train_images": train_images,
+              "images_per_second": round(train_images * epochs / seconds, 1), "curve": probe.curve}
+    if target:  # the first epoch that ends at or above 99.2%
+        reached = next((point for point in probe.curve if point[2] >= TARGET), [None, None])
+        result.update(seconds_to_99_2=reached[1], epoch_to_99_2=reached[0])
+    return result
+
+
+def run_imagerec(dataset: str, args) -> dict:
+    from imagerec import augment, models, params, training
+    from imagerec.files import read_json
+
+    p = params.load(dataset, args.params)
+    if args.epochs:
+        fine_tune = p.train.fine_tune and p.train.fine_tune.model_copy(update={"epochs": args.epochs})
+        p = p.model_copy(update={"train": p.train.model_copy(update={"epochs": args.epochs, "fine_tune": fine_tune})})
+    strategy = training.distribution_strategy(p.train.strategy)  # first, as in stages/train.py
+    training.set_seeds(p.seed)
+    data = load_splits(args.prepared_root / dataset, args.limit, p.seed)
+    train, val, test = (data.splits[name] for name in ("train", "val", "test"))
+    pretrained = args.pretrained_root / dataset
+    weights = [pretrained / f["file"] for f in read_json(pretrained / "manifest.json")["files"]]
+    with strategy.scope():
+        model = models.build(p.model, train.images.shape[1:], len(data.classes), weights[0] if weights else None)
+
+    probe = test_probe(test.images, test.labels, p.evaluate.batch_size, p.evaluate.tta)
+    fit = model.fit
+
+    def fit_with_probe(*fit_args, callbacks=(), **kwargs):
+        return fit(*fit_args, callbacks=[*callbacks, probe], **kwargs)
+
+    model.fit = fit_with_probe
+    with tempfile.TemporaryDirectory() as curves:
+        probe.started = time.perf_counter()
+        histories = training.fit(model, train, val, len(data.classes), p.train,
+                                 augment.build_layers(augment.policy_from_params(p.augment), p.seed),
+                                 p.seed, Path(curves), strategy)
+        seconds = probe.seconds()
+    result = summary(probe, len(train.labels), sum(len(h.epoch) for h in histories), seconds, dataset == "mnist")
+    result.update(
+        tta=p.evaluate.tta,  # the final model: early stopping's best weights, as the train stage saves it
+        test_accuracy=probe.accuracy(p.evaluate.tta),
+        test_accuracy_no_tta=probe.accuracy("none"),
+        test_images=len(test.labels),
+    )
+    return result
+
+
+def run_reference(args) -> dict:
+    """keras.io's Simple MNIST convnet, as published, on imagerec's prepared MNIST."""
+    import keras
+    import numpy as np
+    from keras import layers
+
+    from imagerec import params, training
+
+    seed = params.load("mnist", args.params).seed
+    training.set_seeds(seed)
+    data = load_splits(args.prepared_root / "mnist", args.limit, seed)
+    x_train = np.concatenate([data.splits["train"].images, data.splits["val"].images]).astype("float32") / 255
+    y_train = keras.utils.to_categorical(np.concatenate([data.splits["train"].labels, data.splits["val"].labels]), 10)
+    x_test = data.splits["test"].images.astype("float32") / 255
+    model = keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+        layers.MaxPooling2D(pool_size=(2, 2)),
+        layers.Flatten(),
+        layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    probe = test_probe(x_test, data.splits["test"].labels, 500, "none")
+    epochs = args.epochs or REFERENCE["epochs"]
+    probe.started = time.perf_counter()
+    history = model.fit(x_train, y_train, batch_size=REFERENCE["batch_size"], epochs=epochs,
+                        validation_split=REFERENCE["validation_split"], callbacks=[probe],
+                        verbose=1 if sys.stdout.isatty() else 2)
+    seconds = probe.seconds()
+    fitted = len(x_train) - int(len(x_train) * REFERENCE["validation_split"])  # Keras' split: the last 10%
+    result = summary(probe, fitted, len(history.epoch), seconds, True)
+    result.update(tta="none", test_accuracy=probe.accuracy("none"), test_images=len(x_test))
+    return result
+
+
+def child(args) -> None:
+    import tensorflow as tf
+
+    result = run_reference(args) if args.child == "reference" else run_imagerec(args.child, args)
+    result["tensorflow"] = tf.__version__
+    Path(args.child_result).write_text(json.dumps(result))
+
+
+# ---- parent side: no TensorFlow, one child per run ----------------------------------------
+
+def measured_child(name: str, args) -> dict | None:
+    """Run one training in a child process; its result plus the child's peak RSS, or None."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "result.json"
+        command = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--child-result", str(out),
+                   "--prepared-root", str(args.prepared_root), "--pretrained-root", str(args.pretrained_root),
+                   "--params", str(args.params), "--epochs", str(args.epochs or 0), "--limit", str(args.limit or 0)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        load = os.getloadavg()[0]
+        print(f"== {name}", flush=True)
+        # cwd outside the repository: dvclive (inside training.fit) then finds no DVC repo to open
+        process = subprocess.Popen(command, cwd=scratch, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            print(f"== {name} failed (exit {os.waitstatus_to_exitcode(status)})", flush=True)
+            return None
+        result = json.loads(out.read_text())
+    result["peak_rss_mib"] = round(usage.ru_maxrss / 1024, 1)  # Linux: KiB
+    result["load_average_at_start"] = round(load, 2)  # other work on the machine slows the run
+    return result
+
+
+def comparison(mnist: dict | None, reference: dict | None) -> dict | None:
+    if not (mnist and reference):
+        return None
+    mine, theirs = mnist.get("seconds_to_99_2"), reference.get("seconds_to_99_2")
+    ratio = round(mine / theirs, 2) if mine and theirs else None
+    return {
+        "target_accuracy": TARGET,
+        "imagerec_seconds_to_99_2": mine,
+        "reference_seconds_to_99_2": theirs,
+        "time_ratio": ratio,  # null when either never reached 99.2%
+        "imagerec_final_accuracy": mnist["test_accuracy"],
+        "reference_final_accuracy": reference["test_accuracy"],
+        "same_run": mnist["command"] == reference["command"] and mnist["run_started"] == reference["run_started"],
+        "sentence": (f"imagerec reaches 99.2% in {ratio}x the time of the reference and ends at "
+                     f"{100 * mnist['test_accuracy']:.2f}%" if ratio else None),
+    }
+
+
+def table(result: dict) -> str:
+    rows = [("dataset", "test acc", "no TTA", "epochs", "train s", "img/s", "peak RSS", "to 99.2%")]
+    entries = [*result["datasets"].items()] + ([("reference", result["reference"])] if result.get("reference") else [])
+    for name, e in entries:
+        to_target = e.get("seconds_to_99_2")
+        rows.append((name, f"{100 * e['test_accuracy']:.2f}%",
+                     f"{100 * e['test_accuracy_no_tta']:.2f}%" if "test_accuracy_no_tta" in e else "",
+                     str(e["epochs"]), f"{e['train_seconds']:.1f}", f"{e['images_per_second']:.0f}",
+                     f"{e['peak_rss_mib']:.0f} MiB",
+                     "" if "seconds_to_99_2" not in e else "never" if to_target is None else f"{to_target:.1f} s"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    if result.get("comparison") and result["comparison"]["sentence"]:
+        lines.append(result["comparison"]["sentence"])
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="*", help=f"of {', '.join(DATASETS)} (default: all three)")
+    parser.add_argument("--reference", action="store_true", help="also train the keras.io MNIST convnet")
+    parser.add_argument("--prepared-root", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--pretrained-root", type=Path, default=Path("data/pretrained"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--epochs", type=int, default=0, help="override every phase's epochs (smoke runs)")
+    parser.add_argument("--limit", type=int, default=0, help="a seeded sample of N images of every split (smoke runs)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"JSON written (default: {RESULTS})")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return 0
+    unknown = sorted(set(args.datasets) - set(DATASETS))
+    if unknown:
+        parser.error(f"unknown datasets {', '.join(unknown)} (choose from {', '.join(DATASETS)})")
+    for name in ("prepared_root", "pretrained_root", "params"):  # the children run elsewhere
+        setattr(args, name, getattr(args, name).resolve())
+
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    command = shlex.join(["python", *sys.argv])
+    runs = [*(args.datasets or DATASETS), *(["reference"] if args.reference else [])]
+    measured, failed = {}, []
+    for name in runs:
+        result = measured_child(name, args)
+        if result is None:
+            failed.append(name)
+            continue
+        result.update(command=command, run_started=started, limit=args.limit or None, epochs_override=args.epochs or None,
+                      finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        measured[name] = result
+
+    result = json.loads(args.results.read_text()) if args.results.exists() else {"datasets": {}, "reference": None}
+    tensorflow = [entry.pop("tensorflow") for entry in measured.values()]
+    result.update(command=command, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"), machine={
+        "platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+        "tensorflow": tensorflow[0] if tensorflow else result.get("machine", {}).get("tensorflow")})
+    for name, entry in measured.items():
+        if name == "reference":
+            result["reference"] = entry
+        else:
+            result["datasets"][name] = entry
+    result["comparison"] = comparison(result["datasets"].get("mnist"), result.get("reference"))
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {args.results}\n{table(result)}")
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,7 +17,6 @@ RGB) and records in benchmarks/results/cats_memory.json, under --label:
   .npy (so runs of two code versions can be compared byte for byte), the command, the machine.
 """
 import argparse
-import hashlib
 import io
 import json
 import os
@@ -35,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from imagerec.sources import sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "cats_memory.json"
@@ -126,14 +127,6 @@ class ProcSampler(threading.Thread):
             except (FileNotFoundError, ProcessLookupError):
                 break
             self.done.wait(self.interval)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(2**20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def machine() -> str:

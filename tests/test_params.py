@@ -75,6 +75,13 @@ def test_loaded_params_are_frozen():
     ("cats_vs_dogs", "cats_vs_dogs.preprocess.image_size", 16,
      ["cats_vs_dogs.preprocess.image_size", "at least 32x32"]),
     ("mnist", "mnist.name", "cifar10", ["mnist.name: unknown key"]),
+    ("mnist", "mnist.train.fine_tune", {"layers": 5, "epochs": 1, "learning_rate": 0.001},
+     ["mnist.train.fine_tune", "only a pretrained model"]),
+    ("cats_vs_dogs", "cats_vs_dogs.train.fine_tune.layers", 0,
+     ["cats_vs_dogs.train.fine_tune.layers", "greater than or equal to 1", "(got 0)"]),
+    ("mnist", "mnist.model.pooling", "average", ["mnist.model.pooling", "'flatten'", "'global_max'"]),
+    ("mnist", "mnist.evaluate.tta", "rotate", ["mnist.evaluate.tta", "'none'", "'flip'"]),
+    ("mnist", "mnist.train.warmup_epochs", -1, ["mnist.train.warmup_epochs", "greater than or equal to 0"]),
 ])
 def test_bad_value_is_one_line_naming_the_key(tmp_path, settings, dataset, dotted, value, expected):
     set_key(settings, dotted, value)

@@ -16,7 +16,7 @@ def policy_from_params(augment) -> dict:
     ops = []
     if augment.flip != "none":
         ops.append({"op": "flip", "mode": augment.flip})
-    for op in ("rotation", "zoom", "translation", "contrast"):
+    for op in ("rotation", "zoom", "translation", "contrast", "erasing"):
         strength = getattr(augment, op)
         if strength > 0:
             ops.append({"op": op, "factor": strength})
@@ -41,6 +41,9 @@ def build_layers(policy: dict, seed: int):
             layers.append(keras.layers.RandomTranslation(op["factor"], op["factor"], **resample, seed=op_seed))
         elif op["op"] == "contrast":
             layers.append(keras.layers.RandomContrast(op["factor"], value_range=(0, 255), seed=op_seed))
+        elif op["op"] == "erasing":  # last: a rectangle of up to a quarter of the image becomes noise
+            layers.append(keras.layers.RandomErasing((op["factor"], op["factor"]), scale=(0.02, 0.25),
+                                                     value_range=(0, 255), seed=op_seed))
         else:
             raise ValueError(f"unknown augmentation op {op['op']!r}")
     return keras.Sequential(layers, name="augmentation")

@@ -47,6 +47,7 @@ class Augment(_Section):
     zoom: float = Field(ge=0, lt=1)
     translation: float = Field(ge=0, lt=1)  # fraction of height/width
     contrast: float = Field(ge=0, lt=1)
+    erasing: float = Field(ge=0, le=1)  # probability of erasing a random rectangle (Random Erasing)
     # How rotation/zoom/translation fill the border: constant (black) suits digits on black.
     fill_mode: Literal["reflect", "constant", "nearest", "wrap"]
     # Each geometric op resamples the image once; bilinear blurs a little every time, which
@@ -97,7 +98,8 @@ class Train(_Section):
 
 class Evaluate(_Section):
     batch_size: int = Field(ge=1)
-    tta: Literal["none", "flip"]  # flip: average with the mirror image's prediction
+    # flip: average with the mirror image's prediction; flip_translate: and with 1-pixel shifts
+    tta: Literal["none", "flip", "flip_translate"]
     samples_shown: int = Field(ge=1, le=64)
 
 

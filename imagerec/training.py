@@ -57,6 +57,18 @@ def check_input_shape(model: keras.Model, image_shape: tuple) -> None:
         raise ImagerecError(f"model expects images of shape {expected}, the dataset has {tuple(image_shape)}")
 
 
+class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """Works around two bugs of Keras 3's fit under MultiWorkerMirroredStrategy (keras-team/keras#20585):
+    it reduces its first (x, y) batch with one `reduce` call (MirroredStrategy maps a nest, this
+    strategy does not), and it reduces the scalar loss and metrics with axis=0."""
+
+    def reduce(self, reduce_op, value, axis):
+        def one(v):
+            scalar = getattr(self.experimental_local_results(v)[0], "shape", None) == ()
+            return super(_MultiWorkerMirroredStrategy, self).reduce(reduce_op, v, None if scalar else axis)
+        return tf.nest.map_structure(one, value)
+
+
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
     """default: one device. mirrored: a replica on every local GPU, or on every logical CPU device
     where there is no GPU. multi_worker: a replica per worker process, configured by TF_CONFIG
@@ -67,17 +79,19 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown distribution strategy {name!r}")
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Whether this process writes the outputs (every process but the workers of multi_worker)."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster:
         return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
-                                              and "chief" not in resolver.cluster_spec().as_dict())
+    if "chief" in cluster:
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and resolver.task_id == 0
 
 
 def compile_model(model: keras.Model, train_params, learning_rate: float, epochs: int, warmup_epochs: int,
@@ -128,8 +142,8 @@ def fit(model: keras.Model, train: Split, val: Split, num_classes: int, train_pa
     histories = []
     # dvcyaml=None: the pipeline's dvc.yaml declares the plots itself; dvclive must not edit it.
     with Live(str(curves_dir), dvcyaml=None, save_dvc_exp=False) as live:
-        for phase, (rate, epochs, warmup) in enumerate(phases):
-            if phase == 1:
+        for rate, epochs, warmup in phases:
+            if histories:  # the second phase: fine-tuning
                 unfreeze_top(model, train_params.fine_tune.layers)
             with strategy.scope():
                 compile_model(model, train_params, rate * replicas, epochs, warmup, steps_per_epoch)
@@ -147,19 +161,34 @@ def fit(model: keras.Model, train: Split, val: Split, num_classes: int, train_pa
     return histories
 
 
+TTA_MODES = ("none", "flip", "flip_translate")
+
+
 def predict(model: keras.Model, images: np.ndarray, batch_size: int, tta: str = "none") -> np.ndarray:
     """Class probabilities; calls the model on whole batches (model.predict is slow on CPU).
 
-    tta "flip" averages each image's probabilities with its mirror image's (test-time
-    augmentation, for datasets trained with horizontal flips)."""
-    if tta not in ("none", "flip"):
+    Test-time augmentation, for models trained with horizontal flips:
+    - "flip" averages each image's probabilities with its mirror image's;
+    - "flip_translate" (airbench's) averages that, at half weight, with the flip average of the
+      image shifted one pixel up-left and one pixel down-right (borders reflected)."""
+    if tta not in TTA_MODES:
         raise ValueError(f"unknown test-time augmentation {tta!r}")
+
+    def with_mirror(batch):
+        return (model(batch, training=False) + model(tf.reverse(batch, axis=[2]), training=False)) / 2
+
     out = []
     for start in range(0, len(images), batch_size):
         batch = tf.convert_to_tensor(np.asarray(images[start:start + batch_size]), dtype=tf.float32)
-        probabilities = model(batch, training=False)
-        if tta == "flip":
-            probabilities = (probabilities + model(tf.reverse(batch, axis=[2]), training=False)) / 2
+        if tta == "none":
+            probabilities = model(batch, training=False)
+        elif tta == "flip":
+            probabilities = with_mirror(batch)
+        else:
+            height, width = batch.shape[1:3]
+            padded = tf.pad(batch, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+            shifted = [padded[:, :height, :width], padded[:, 2:height + 2, 2:width + 2]]
+            probabilities = (with_mirror(batch) + sum(with_mirror(s) for s in shifted) / 2) / 2
         out.append(np.asarray(probabilities))
     probabilities = np.concatenate(out).astype(np.float64)
     return probabilities / probabilities.sum(axis=1, keepdims=True)  # exact sums after float32 softmax

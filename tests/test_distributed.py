@@ -185,15 +185,7 @@ def val_accuracy(model_dir: Path, prepared: Path) -> float:
     return float((training.predict(model, val.images, 64).argmax(axis=1) == val.labels).mean())
 
 
-MULTI_WORKER_BUG = (
-    "Keras 3.15's fit fails under MultiWorkerMirroredStrategy (keras-team/keras#20585): "
-    "it reduces the first (x, y) batch with one strategy.reduce call, which this strategy does not map over "
-    "the nest (ValueError: Attempt to convert a value (PerReplica...)), then reduces the scalar loss and metrics "
-    "with axis=0; imagerec/training.py can work around both, see docs/distributed-fix.patch")
-
-
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=MULTI_WORKER_BUG)
 def test_two_workers_on_loopback_train_like_one_and_only_the_chief_writes(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     for work, strategy in ((one, "default"), (two, "multi_worker")):

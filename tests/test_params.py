@@ -80,7 +80,8 @@ def test_loaded_params_are_frozen():
     ("cats_vs_dogs", "cats_vs_dogs.train.fine_tune.layers", 0,
      ["cats_vs_dogs.train.fine_tune.layers", "greater than or equal to 1", "(got 0)"]),
     ("mnist", "mnist.model.pooling", "average", ["mnist.model.pooling", "'flatten'", "'global_max'"]),
-    ("mnist", "mnist.evaluate.tta", "rotate", ["mnist.evaluate.tta", "'none'", "'flip'"]),
+    ("mnist", "mnist.evaluate.tta", "rotate", ["mnist.evaluate.tta", "'none'", "'flip'", "'flip_translate'"]),
+    ("cifar10", "cifar10.augment.erasing", 1.5, ["cifar10.augment.erasing", "less than or equal to 1", "(got 1.5)"]),
     ("mnist", "mnist.train.warmup_epochs", -1, ["mnist.train.warmup_epochs", "greater than or equal to 0"]),
 ])
 def test_bad_value_is_one_line_naming_the_key(tmp_path, settings, dataset, dotted, value, expected):

@@ -67,7 +67,7 @@ def step_ms(p, data: tf.data.Dataset, shape, classes: int, steps: int, epochs: i
     """Milliseconds per step of each epoch after the first, for a freshly built and compiled model."""
     training.set_seeds(p.seed)
     model = models.build(p.model, shape, classes, weights=None)
-    training.compile_model(model, p.train, steps)
+    training.compile_model(model, p.train, p.train.learning_rate, epochs, p.train.warmup_epochs, steps)
     timer = EpochTimer()
     model.fit(data, epochs=epochs, steps_per_epoch=steps, callbacks=[timer], shuffle=False, verbose=0)
     return [round(seconds / steps * 1000, 2) for seconds in timer.seconds[1:]]

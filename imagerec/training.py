@@ -2,6 +2,7 @@
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep stage logs readable
@@ -118,7 +119,8 @@ def fit(model: keras.Model, train: Split, val: Split, num_classes: int, train_pa
         augmentation: keras.Model, seed: int, curves_dir: Path,
         strategy: tf.distribute.Strategy | None = None) -> list[keras.callbacks.History]:
     """Train with validation, early stopping (best weights restored) and per-epoch curves in
-    `curves_dir` (dvclive's layout: plots/metrics/{train,eval}/<metric>.tsv).
+    `curves_dir` (dvclive's layout: plots/metrics/{train,eval}/<metric>.tsv; metrics.json holds
+    the last epoch's scores and the training wall time).
 
     Two phases when `train_params.fine_tune` is set: the new head on the frozen pretrained base,
     then the top layers of the base too, at a lower rate; both phases' epochs in one curve.
@@ -140,6 +142,7 @@ def fit(model: keras.Model, train: Split, val: Split, num_classes: int, train_pa
     if train_params.fine_tune:
         phases.append((train_params.fine_tune.learning_rate, train_params.fine_tune.epochs, 0))
     histories = []
+    started = time.monotonic()
     # dvcyaml=None: the pipeline's dvc.yaml declares the plots itself; dvclive must not edit it.
     with Live(str(curves_dir), dvcyaml=None, save_dvc_exp=False) as live:
         for rate, epochs, warmup in phases:
@@ -158,6 +161,9 @@ def fit(model: keras.Model, train: Split, val: Split, num_classes: int, train_pa
                 shuffle=False,  # the input pipeline shuffles, seeded
                 verbose=1 if sys.stdout.isatty() else 2,
             ))
+        # In the summary (metrics.json) beside the last epoch's scores, for `dvc exp show`.
+        live.log_metric("train_seconds", round(time.monotonic() - started, 1), plot=False)
+        live.make_summary()
     return histories
 
 

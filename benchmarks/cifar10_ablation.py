@@ -1,0 +1,110 @@
+"""The CIFAR-10 ablation: what batch norm, augmentation, the schedule, random erasing and
+test-time augmentation each add to a CNN of the same shape.
+
+    python benchmarks/cifar10_ablation.py [--images-per-class 1000] [--epochs 15] [--dry-run]
+
+Each row is one `dvc exp run --temp -n NAME -S ... evaluate@cifar10` on top of params.yaml; the
+rows are cumulative: the baseline switches every lever off, each later row switches one more
+back on, and the last row is params.yaml's cifar10 recipe itself. All rows share a smaller
+budget than the default run (`preprocess.max_per_class` training images per class, `epochs`), so
+that the whole table costs about half an hour on two cores; the validation and test splits stay
+whole (CIFAR-10 has 500 validation and 1,000 test images per class). The row that differs from
+the previous one only in `evaluate` reuses its trained model from DVC's run cache.
+
+For every row, reads from its experiment's commit: test accuracy (metrics/cifar10.json), the
+last epoch's validation accuracy and the training seconds (plots/cifar10/train/metrics.json).
+Writes benchmarks/results/cifar10_ablation.json and prints the README's table. --dry-run prints
+the commands only.
+"""
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from imagerec.files import write_json
+
+RESULTS = Path(__file__).parent / "results" / "cifar10_ablation.json"
+
+# (row label, the overrides that switch this lever off); a row switches off its own lever's
+# successors, so row 0 has every lever off and the last row has none.
+LEVERS = [
+    ("+ batch norm", ["cifar10.model.batch_norm=false"]),
+    ("+ augmentation: flips, 4-pixel shifts", ["cifar10.augment.enabled=false"]),
+    ("+ schedule: warm-up + cosine, AdamW, label smoothing",
+     ["cifar10.train.schedule=constant", "cifar10.train.warmup_epochs=0", "cifar10.train.weight_decay=0",
+      "cifar10.train.label_smoothing=0"]),
+    ("+ random erasing", ["cifar10.augment.erasing=0"]),
+    ("+ test-time augmentation: flips and 1-pixel shifts", ["cifar10.evaluate.tta=none"]),
+]
+
+
+def rows(images_per_class: int, epochs: int) -> list[dict]:
+    budget = [f"cifar10.preprocess.max_per_class={images_per_class}", f"cifar10.train.epochs={epochs}"]
+    labels = ["baseline CNN"] + [label for label, _ in LEVERS]
+    out = []
+    for index, label in enumerate(labels):
+        off = [setting for _, settings in LEVERS[index:] for setting in settings]
+        name = f"cifar10-ablation-{index}"
+        command = ["dvc", "exp", "run", "--temp", "-n", name]
+        for setting in budget + off:
+            command += ["-S", setting]
+        out.append({"row": label, "name": name, "command": command + ["evaluate@cifar10"]})
+    return out
+
+
+def experiment_ref(name: str) -> str:
+    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], check=True,
+                          capture_output=True, text=True).stdout.split()
+    matches = [ref for ref in refs if ref.rsplit("/", 1)[-1] == name]
+    if len(matches) != 1:
+        raise SystemExit(f"error: expected one experiment named {name}, found {len(matches)}")
+    return matches[0]
+
+
+def read_at(ref: str, path: str) -> dict:
+    return json.loads(subprocess.run(["git", "show", f"{ref}:{path}"], check=True, capture_output=True,
+                                     text=True).stdout)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images-per-class", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args()
+
+    table = rows(args.images_per_class, args.epochs)
+    for row in table:
+        print(" ".join(row["command"]), flush=True)
+        if args.dry_run:
+            continue
+        subprocess.run(["dvc", "exp", "remove", row["name"]], capture_output=True)  # a re-run replaces it
+        subprocess.run(row["command"], check=True)
+        ref = experiment_ref(row["name"])
+        summary = read_at(ref, "plots/cifar10/train/metrics.json")
+        row.update(test_accuracy=read_at(ref, "metrics/cifar10.json")["accuracy"],
+                   last_val_accuracy=round(summary["eval"]["accuracy"], 4), epochs_run=summary["step"] + 1,
+                   train_seconds=summary["train_seconds"])
+        row["command"] = " ".join(row["command"])
+    if args.dry_run:
+        return 0
+
+    write_json(RESULTS, {
+        "budget": {"images_per_class": args.images_per_class, "epochs": args.epochs},
+        "rows": table,
+        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+    print("\n| row | test accuracy | val accuracy (last epoch) | train time |\n|---|---:|---:|---:|")
+    for row in table:
+        print(f"| {row['row']} | {100 * row['test_accuracy']:.2f}% | {100 * row['last_val_accuracy']:.2f}% "
+              f"| {row['train_seconds'] / 60:.1f} min |")
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

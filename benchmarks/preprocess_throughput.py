@@ -6,7 +6,7 @@ and peak memory, as the number of images grows.
 Builds (once, kept in --workdir) a zip of synthetic JPEG photos laid out like
 cats_and_dogs_filtered.zip (`top/train/{cats,dogs}/`, `top/validation/{cats,dogs}/`, two thirds
 train), 300-500 px on a side, about 22 KB each like the real ones. For each size it runs the
-preprocess stage's library code (`imagerec.datasets.prepare` + `save`, with cats_vs_dogs'
+preprocess stage's library code (`imagerec.datasets.prepare` + `statistics`, with cats_vs_dogs'
 preprocess params from params.yaml and no max_per_class) in a child process, and records the
 child's seconds and its peak RSS (from wait4, the child's own rusage). --kaggle-size adds the
 25,000 images of Kaggle's dogs-vs-cats training set (about 0.55 GB of JPEGs, 5-10 minutes to build).
@@ -73,16 +73,17 @@ def child(raw_dir: Path, out_dir: Path, params_file: Path) -> None:
     pre = params.load("cats_vs_dogs", params_file).preprocess
     seed = params.load("cats_vs_dogs", params_file).seed
     started = time.perf_counter()
-    prepared, bad, _ = datasets.prepare(raw_dir, pre.image_size, pre.color_mode, pre.val_fraction,
-                                        pre.test_fraction, 0, seed)
+    # Decodes and resizes every image straight into its row of the output .npy files.
+    prepared, bad, ignored = datasets.prepare(raw_dir, out_dir, pre.image_size, pre.color_mode, pre.val_fraction,
+                                              pre.test_fraction, 0, seed)
     decoded = time.perf_counter()
-    datasets.save(prepared, out_dir)
-    saved = time.perf_counter()
+    datasets.statistics(prepared, bad, ignored)
+    done = time.perf_counter()
     print(json.dumps({
         "images": sum(len(split.labels) for split in prepared.splits.values()),
         "unreadable": len(bad),
         "prepare_seconds": round(decoded - started, 2),
-        "save_seconds": round(saved - decoded, 2),
+        "statistics_seconds": round(done - decoded, 2),
         "prepared_bytes": sum(f.stat().st_size for f in out_dir.iterdir()),
     }))
 
@@ -148,7 +149,7 @@ def main() -> int:
                "mean_jpeg_bytes": round(float(np.mean(jpeg_bytes))), **measure(raw_dir, params_file)}
         runs.append(run)
         print(f"{count} images: {run['images_per_second']} images/s decoded+resized, "
-              f"peak RSS {run['peak_rss_mib']} MiB, prepare {run['prepare_seconds']} s, save {run['save_seconds']} s",
+              f"peak RSS {run['peak_rss_mib']} MiB, prepare {run['prepare_seconds']} s, statistics {run['statistics_seconds']} s",
               flush=True)
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",

@@ -86,7 +86,8 @@ def main() -> int:
         ref = experiment_ref(row["name"])
         summary = read_at(ref, "plots/cifar10/train/metrics.json")
         row.update(test_accuracy=read_at(ref, "metrics/cifar10.json")["accuracy"],
-                   last_val_accuracy=round(summary["eval"]["accuracy"], 4), epochs_run=summary["step"] + 1,
+                   last_val_accuracy=round(summary["eval"]["accuracy"], 4),
+                   epochs_run=summary["step"],  # the summary's step is the one after the last epoch
                    train_seconds=summary["train_seconds"])
         row["command"] = " ".join(row["command"])
     if args.dry_run:

@@ -53,5 +53,7 @@ def preview(images: np.ndarray, policy: dict, seed: int, variants: int = 4) -> n
     """(N, variants + 1, H, W, C) uint8: each original followed by augmented versions."""
     layers = build_layers(policy, seed)
     batch = images.astype("float32")
+    if not layers.layers:  # augmentation off: every variant is the original (Keras cannot call an empty Sequential)
+        return np.repeat(images[:, None], variants + 1, axis=1).astype(np.uint8)
     columns = [batch] + [np.asarray(layers(batch, training=True)) for _ in range(variants)]
     return np.clip(np.stack(columns, axis=1), 0, 255).astype(np.uint8)

@@ -84,3 +84,12 @@ def test_erasing_zero_is_no_op():
     settings = Augment()
     settings.erasing = 0.0
     assert augment.policy_from_params(settings)["ops"] == []
+
+
+def test_preview_of_disabled_augmentation_repeats_the_originals():
+    settings = Augment()
+    settings.enabled = False
+    images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 1)).astype(np.uint8)
+    grid = augment.preview(images, augment.policy_from_params(settings), seed=0, variants=2)
+    assert grid.shape == (3, 3, 8, 8, 1) and grid.dtype == np.uint8
+    assert (grid == images[:, None]).all()

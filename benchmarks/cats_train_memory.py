@@ -1,0 +1,124 @@
+"""Peak memory of the Cats vs Dogs *train* stage on a Kaggle-sized set: 25,000 photos at 160 px.
+
+    python benchmarks/cats_train_memory.py [--raw DIR] [--workdir DIR] [--image-size 160] [--epochs 1]
+
+--raw is a raw cats_vs_dogs directory as the fetch stage writes it (default: the 25,000-photo
+synthetic archive that `python benchmarks/preprocess_throughput.py --kaggle-size` builds and
+keeps in $TMPDIR/imagerec-preprocess-bench/raw-25000). The script prepares it once at
+--image-size into --workdir with `datasets.prepare` (cats_vs_dogs' split params), then runs
+`python -m stages.train cats_vs_dogs ...` of this checkout there, with params.yaml's
+cats_vs_dogs settings except the image size and --epochs epochs for each phase (head and
+fine-tuning): every batch of the training split is read once per epoch, so one epoch of each
+phase touches all the data and builds both phases' models. It records the stage process's peak
+RSS (wait4's ru_maxrss) and the peaks of its anonymous and file-backed resident memory
+(RssAnon, RssFile, sampled from /proc every 0.2 s): the memory-mapped .npy pages the input
+pipeline reads count in RSS but are file-backed and can be dropped by the kernel at any time.
+Writes benchmarks/results/cats_train_memory.json.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "cats_train_memory.json"
+DEFAULT_RAW = Path(tempfile.gettempdir()) / "imagerec-preprocess-bench" / "raw-25000"
+
+
+def prepare(raw: Path, prepared: Path, params: dict) -> dict:
+    from imagerec import datasets
+
+    pre = params["cats_vs_dogs"]["preprocess"]
+    prepared.mkdir(parents=True)
+    splits, bad, _ = datasets.prepare(raw, prepared, pre["image_size"], pre["color_mode"], pre["val_fraction"],
+                                      pre["test_fraction"], 0, params["cats_vs_dogs"]["seed"])
+    return {split: len(data.labels) for split, data in splits.splits.items()}
+
+
+def run_sampled(command: list[str], cwd: Path) -> dict:
+    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    peaks = {"RssAnon": 0, "RssFile": 0}
+
+    def sample():
+        while process.poll() is None:
+            try:
+                for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+                    key = line.split(":")[0]
+                    if key in peaks:
+                        peaks[key] = max(peaks[key], int(line.split()[1]))
+            except OSError:
+                pass
+            time.sleep(0.2)
+
+    threading.Thread(target=sample, daemon=True).start()
+    started = time.perf_counter()
+    _, status, usage = os.wait4(process.pid, 0)
+    return {"exit_code": os.waitstatus_to_exitcode(status), "seconds": round(time.perf_counter() - started, 1),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
+            "peak_rss_anon_mib": round(peaks["RssAnon"] / 1024, 1),
+            "peak_rss_file_mib": round(peaks["RssFile"] / 1024, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw", type=Path, default=DEFAULT_RAW)
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "imagerec-cats-train-memory")
+    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument("--epochs", type=int, default=1, help="epochs of each phase (default: 1)")
+    args = parser.parse_args()
+    if not (args.raw / "source.json").is_file():
+        sys.exit(f"error: {args.raw} is not a raw cats_vs_dogs directory; "
+                 "build it with python benchmarks/preprocess_throughput.py --kaggle-size")
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    cats = params["cats_vs_dogs"]
+    cats["preprocess"]["image_size"] = args.image_size
+    cats["train"]["epochs"] = args.epochs
+    if cats["train"].get("fine_tune"):
+        cats["train"]["fine_tune"]["epochs"] = args.epochs
+    work = args.workdir
+    (work / "data").mkdir(parents=True, exist_ok=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    prepared = work / "data" / "prepared" / "cats_vs_dogs"
+    images = prepare(args.raw, prepared, params) if not prepared.exists() else None
+    for stage_dir in ("augmented", "pretrained"):  # the pipeline's own policy and verified weights
+        target = work / "data" / stage_dir / "cats_vs_dogs"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            target.symlink_to(ROOT / "data" / stage_dir / "cats_vs_dogs")
+    out = work / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-m", "stages.train", "cats_vs_dogs", "data/prepared/cats_vs_dogs",
+               "data/augmented/cats_vs_dogs", "data/pretrained/cats_vs_dogs", "out/model", "out/curves"]
+    result = run_sampled(command, work)
+    if result["exit_code"] != 0:
+        sys.exit(f"error: the train stage failed ({result['exit_code']})")
+
+    from imagerec import datasets
+    from imagerec.files import write_json
+
+    data = datasets.load(prepared)
+    result.update(
+        images={split: len(s.labels) for split, s in data.splits.items()} if images is None else images,
+        image_size=args.image_size, epochs_per_phase=args.epochs,
+        prepared_bytes=sum(f.stat().st_size for f in prepared.iterdir()),
+        command=" ".join(["python", "benchmarks/cats_train_memory.py", *sys.argv[1:]]),
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        machine=f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
+    )
+    write_json(RESULTS, result)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

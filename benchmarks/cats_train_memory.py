@@ -22,50 +22,40 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
+from cats_memory import ProcSampler  # benchmarks/cats_memory.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "cats_train_memory.json"
 DEFAULT_RAW = Path(tempfile.gettempdir()) / "imagerec-preprocess-bench" / "raw-25000"
 
 
-def prepare(raw: Path, prepared: Path, params: dict) -> dict:
+def prepare(raw: Path, prepared: Path, params: dict) -> None:
     from imagerec import datasets
 
     pre = params["cats_vs_dogs"]["preprocess"]
     prepared.mkdir(parents=True)
-    splits, bad, _ = datasets.prepare(raw, prepared, pre["image_size"], pre["color_mode"], pre["val_fraction"],
-                                      pre["test_fraction"], 0, params["cats_vs_dogs"]["seed"])
-    return {split: len(data.labels) for split, data in splits.splits.items()}
+    datasets.prepare(raw, prepared, pre["image_size"], pre["color_mode"], pre["val_fraction"], pre["test_fraction"],
+                     0, params["cats_vs_dogs"]["seed"])
 
 
 def run_sampled(command: list[str], cwd: Path) -> dict:
     process = subprocess.Popen(command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    peaks = {"RssAnon": 0, "RssFile": 0}
-
-    def sample():
-        while process.poll() is None:
-            try:
-                for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
-                    key = line.split(":")[0]
-                    if key in peaks:
-                        peaks[key] = max(peaks[key], int(line.split()[1]))
-            except OSError:
-                pass
-            time.sleep(0.2)
-
-    threading.Thread(target=sample, daemon=True).start()
+    sampler = ProcSampler(process.pid, interval=0.2)
+    sampler.start()
     started = time.perf_counter()
     _, status, usage = os.wait4(process.pid, 0)
+    sampler.done.set()
+    sampler.join()
     return {"exit_code": os.waitstatus_to_exitcode(status), "seconds": round(time.perf_counter() - started, 1),
             "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
-            "peak_rss_anon_mib": round(peaks["RssAnon"] / 1024, 1),
-            "peak_rss_file_mib": round(peaks["RssFile"] / 1024, 1)}
+            "peak_rss_anon_mib": round(sampler.peaks.get("RssAnon", 0) / 1024, 1),
+            "peak_rss_file_mib": round(sampler.peaks.get("RssFile", 0) / 1024, 1)}
 
 
 def main() -> int:
@@ -89,7 +79,8 @@ def main() -> int:
     (work / "data").mkdir(parents=True, exist_ok=True)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     prepared = work / "data" / "prepared" / "cats_vs_dogs"
-    images = prepare(args.raw, prepared, params) if not prepared.exists() else None
+    if not prepared.exists():
+        prepare(args.raw, prepared, params)
     for stage_dir in ("augmented", "pretrained"):  # the pipeline's own policy and verified weights
         target = work / "data" / stage_dir / "cats_vs_dogs"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +99,7 @@ def main() -> int:
 
     data = datasets.load(prepared)
     result.update(
-        images={split: len(s.labels) for split, s in data.splits.items()} if images is None else images,
+        images={split: len(s.labels) for split, s in data.splits.items()},
         image_size=args.image_size, epochs_per_phase=args.epochs,
         prepared_bytes=sum(f.stat().st_size for f in prepared.iterdir()),
         command=" ".join(["python", "benchmarks/cats_train_memory.py", *sys.argv[1:]]),

@@ -1,16 +1,21 @@
 """Model builders by name. Every model takes uint8-range pixels (0..255) and returns class
 probabilities, so a saved model needs no preprocessing code beside it."""
+from functools import partial
 from pathlib import Path
 
 import keras
 from keras import layers
 
 
-def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_units, dropout, pooling="flatten"):
+def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_units, dropout, pooling="flatten",
+        batch_norm_momentum=0.99):
     """A CNN from scratch: per block, a 3x3 convolution, 2x2 max pooling, then the block's other
     3x3 convolutions at half the size (pooling early spares the later convolutions three
     quarters of their work, airbench's layout); batch norm and ReLU after every convolution.
-    The head flattens the last feature map, or takes each channel's maximum (global_max)."""
+    The head flattens the last feature map, or takes each channel's maximum (global_max).
+
+    batch_norm_momentum is Keras' (the weight of the old moving statistics): lower values
+    follow the training weights sooner, which a short run needs."""
     inputs = keras.Input(input_shape)
     x = layers.Rescaling(1 / 255)(inputs)
     for width in filters:
@@ -19,14 +24,14 @@ def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_un
             if i == 0:
                 x = layers.MaxPooling2D()(x)
             if batch_norm:
-                x = layers.BatchNormalization()(x)
+                x = layers.BatchNormalization(momentum=batch_norm_momentum)(x)
             x = layers.ReLU()(x)
     x = {"flatten": layers.Flatten, "global_max": layers.GlobalMaxPooling2D}[pooling]()(x)
     if dense_units:
         x = layers.Dropout(dropout)(x)
         x = layers.Dense(dense_units, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="cnn")
 
 
@@ -42,7 +47,7 @@ def mobilenet_v2(input_shape, num_classes, dropout, weights: Path | None):
     x = base(x, training=False)  # batch norm stays in inference mode, also once fine-tuning unfreezes it
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="mobilenet_v2_transfer")
 
 
@@ -57,13 +62,30 @@ def unfreeze_top(model: keras.Model, layers_count: int) -> None:
         layer.trainable = False
 
 
-def build(model_params, input_shape, num_classes, weights: Path | None = None) -> keras.Model:
+def build(model_params, input_shape, num_classes, weights: Path | None = None,
+          mixed_precision: bool = False) -> keras.Model:
+    """The model `model_params` names. mixed_precision: its layers compute in float16 and keep
+    float32 weights (Keras' mixed_float16 policy, a GPU speed-up); the output layer stays float32."""
     settings = model_params.model_dump(exclude={"name", "pretrained"})
-    if model_params.name == "cnn":
-        return cnn(input_shape, num_classes, **settings)
-    if model_params.name == "mobilenet_v2":
-        return mobilenet_v2(input_shape, num_classes, weights=weights, **settings)
-    raise ValueError(f"unknown model {model_params.name!r}")
+    builder = {"cnn": cnn, "mobilenet_v2": partial(mobilenet_v2, weights=weights)}.get(model_params.name)
+    if builder is None:
+        raise ValueError(f"unknown model {model_params.name!r}")
+    # Layers take the global policy when they are built; the model keeps it after it is reset.
+    keras.mixed_precision.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
+    try:
+        return builder(input_shape, num_classes, **settings)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+
+
+def as_float32(model: keras.Model, model_params, num_classes: int) -> keras.Model:
+    """The same model and weights computing in float32: what a mixed-precision model is saved as,
+    so that evaluation, export and serving behave the same on any device."""
+    if model.dtype_policy.name == "float32":
+        return model
+    twin = build(model_params, model.input_shape[1:], num_classes)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 MODEL_FILE = "model.keras"

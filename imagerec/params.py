@@ -62,6 +62,8 @@ class CnnModel(_Section):
     filters: list[Annotated[int, Field(ge=1, le=1024)]] = Field(min_length=1, max_length=6)
     convs_per_block: int = Field(ge=1, le=4)
     batch_norm: bool
+    # Keras' convention: the weight of the old moving mean/variance (0.99 is Keras' default).
+    batch_norm_momentum: float = Field(ge=0, lt=1)
     pooling: Literal["flatten", "global_max"]  # how the head reads the last feature map
     dense_units: int = Field(ge=0)  # 0: no hidden dense layer
     dropout: float = Field(ge=0, lt=1)
@@ -94,12 +96,19 @@ class Train(_Section):
     early_stopping_patience: int = Field(ge=0)  # 0: no early stopping
     fine_tune: FineTune | None = None  # pretrained models only; absent: the base stays frozen
     strategy: Literal["default", "mirrored", "multi_worker"]  # tf.distribute; multi_worker reads TF_CONFIG
+    # GPU speed settings, off in params.yaml: on a 2-core CPU mixed precision made a train step
+    # 6-10x slower and XLA no faster (benchmarks/speed_settings.py).
+    mixed_precision: bool  # float16 compute, float32 weights; the saved model computes in float32
+    jit_compile: bool  # XLA-compile the train step
+
+
+# flip: average with the mirror image's prediction; flip_translate: and with 1-pixel shifts
+TestTimeAugmentation = Literal["none", "flip", "flip_translate"]
 
 
 class Evaluate(_Section):
     batch_size: int = Field(ge=1)
-    # flip: average with the mirror image's prediction; flip_translate: and with 1-pixel shifts
-    tta: Literal["none", "flip", "flip_translate"]
+    tta: TestTimeAugmentation
     samples_shown: int = Field(ge=1, le=64)
 
 

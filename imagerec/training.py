@@ -3,6 +3,7 @@ import math
 import os
 import sys
 import time
+from typing import get_args
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep stage logs readable
@@ -13,6 +14,7 @@ import tensorflow as tf  # noqa: E402
 
 from .datasets import Split  # noqa: E402
 from .errors import ImagerecError  # noqa: E402
+from .params import TestTimeAugmentation  # noqa: E402
 
 
 def set_seeds(seed: int) -> None:
@@ -97,7 +99,9 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 def compile_model(model: keras.Model, train_params, learning_rate: float, epochs: int, warmup_epochs: int,
                   steps_per_epoch: int) -> None:
-    """Adam (AdamW with weight decay) at a constant rate, or cosine decay after a linear warm-up."""
+    """Adam (AdamW with weight decay) at a constant rate, or cosine decay after a linear warm-up;
+    the train step XLA-compiled if `train_params.jit_compile`. A mixed-precision model gets Keras'
+    loss scaling from `compile` itself."""
     rate = learning_rate
     if train_params.schedule == "cosine":
         warmup = min(warmup_epochs, epochs - 1) * steps_per_epoch
@@ -112,6 +116,7 @@ def compile_model(model: keras.Model, train_params, learning_rate: float, epochs
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=train_params.label_smoothing),
         metrics=["accuracy"],
+        jit_compile=train_params.jit_compile,  # explicit: Keras' "auto" turns XLA on wherever there is a GPU
     )
 
 
@@ -161,13 +166,13 @@ def fit(model: keras.Model, train: Split, val: Split, num_classes: int, train_pa
                 shuffle=False,  # the input pipeline shuffles, seeded
                 verbose=1 if sys.stdout.isatty() else 2,
             ))
-        # In the summary (metrics.json) beside the last epoch's scores, for `dvc exp show`.
+        # In the summary (metrics.json, written when the context ends) beside the last epoch's
+        # scores, for `dvc exp show`.
         live.log_metric("train_seconds", round(time.monotonic() - started, 1), plot=False)
-        live.make_summary()
     return histories
 
 
-TTA_MODES = ("none", "flip", "flip_translate")
+TTA_MODES = get_args(TestTimeAugmentation)
 
 
 def predict(model: keras.Model, images: np.ndarray, batch_size: int, tta: str = "none") -> np.ndarray:

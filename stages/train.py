@@ -26,7 +26,8 @@ def main() -> None:
     weights = [args.pretrained_dir / f["file"] for f in read_json(args.pretrained_dir / "manifest.json")["files"]]
     image_shape = data.splits["train"].images.shape[1:]
     with strategy.scope():
-        model = models.build(p.model, image_shape, len(data.classes), weights[0] if weights else None)
+        model = models.build(p.model, image_shape, len(data.classes), weights[0] if weights else None,
+                             mixed_precision=p.train.mixed_precision)
     model.summary(print_fn=print)
 
     def output(path):  # the other workers of multi_worker train alongside the chief but write nothing
@@ -35,7 +36,7 @@ def main() -> None:
     with output(args.curves_dir) as curves, output(args.model_dir) as out:
         training.fit(model, data.splits["train"], data.splits["val"], len(data.classes), p.train,
                      augment.build_layers(policy, p.seed), p.seed, Path(curves), strategy)
-        models.save(model, Path(out), {
+        models.save(models.as_float32(model, p.model, len(data.classes)), Path(out), {
             "dataset": args.dataset,
             "classes": data.classes,
             "input_shape": list(image_shape),

@@ -54,3 +54,25 @@ def test_notebook_starts_with_the_settings_and_runs_the_pipeline():
     code = "\n".join(cells)
     for step in ("git", "clone", "--no-deps", "-e", "!dvc repro", "!dvc metrics show", ".png"):
         assert step in code
+
+
+def test_gpu_speed_settings_turn_on_exactly_mixed_precision_and_xla(tmp_path):
+    """The notebook's params.yaml switch, run on the committed params.yaml: the result is valid,
+    both settings are on for every dataset and nothing else changed."""
+    from imagerec import params
+
+    cells = [source(cell) for cell in notebook()["cells"] if cell["cell_type"] == "code"]
+    definitions = [node for cell in cells for node in ast.parse(python_of({"source": cell})).body
+                   if isinstance(node, ast.FunctionDef) and node.name == "with_gpu_speed_settings"]
+    assert len(definitions) == 1
+    namespace = {}
+    module = ast.fix_missing_locations(ast.Module([ast.Import([ast.alias("re")]), *definitions], []))
+    exec(compile(module, "notebook", "exec"), namespace)
+    committed = NOTEBOOK.parents[1] / "params.yaml"
+    switched = tmp_path / "params.yaml"
+    switched.write_text(namespace["with_gpu_speed_settings"](committed.read_text()))
+    for dataset in ("mnist", "cifar10", "cats_vs_dogs"):
+        before, after = params.load(dataset, committed), params.load(dataset, switched)
+        assert not before.train.mixed_precision and not before.train.jit_compile
+        assert after.train.mixed_precision and after.train.jit_compile
+        assert after.model_copy(update={"train": before.train}) == before

@@ -83,6 +83,9 @@ def test_loaded_params_are_frozen():
     ("mnist", "mnist.evaluate.tta", "rotate", ["mnist.evaluate.tta", "'none'", "'flip'", "'flip_translate'"]),
     ("cifar10", "cifar10.augment.erasing", 1.5, ["cifar10.augment.erasing", "less than or equal to 1", "(got 1.5)"]),
     ("mnist", "mnist.train.warmup_epochs", -1, ["mnist.train.warmup_epochs", "greater than or equal to 0"]),
+    ("cifar10", "cifar10.model.batch_norm_momentum", 1.0, ["cifar10.model.batch_norm_momentum", "less than 1"]),
+    ("cifar10", "cifar10.train.mixed_precision", "yes", ["cifar10.train.mixed_precision", "valid boolean"]),
+    ("mnist", "mnist.train.jit_compile", 1, ["mnist.train.jit_compile", "valid boolean", "(got 1)"]),
 ])
 def test_bad_value_is_one_line_naming_the_key(tmp_path, settings, dataset, dotted, value, expected):
     set_key(settings, dotted, value)

@@ -1,0 +1,100 @@
+"""Model settings from params.yaml reach the Keras model: batch-norm momentum, mixed precision
+(trained in float16, saved in float32) and XLA compilation of the train step."""
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import yaml
+
+from imagerec import models, params, training
+from fixtures import pattern_images
+
+COMMITTED = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def dataset_params(dataset: str, **sections) -> params.DatasetParams:
+    """The committed params of `dataset` with some keys of some sections replaced (validated)."""
+    raw = yaml.safe_load(COMMITTED.read_text())[dataset]
+    for section, updates in sections.items():
+        raw[section].update(updates)
+    return params.DatasetParams.model_validate({**raw, "name": dataset})
+
+
+def layers_of(model: keras.Model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):  # the pretrained base: its own layers
+            yield from layers_of(layer)
+        else:
+            yield layer
+
+
+def assert_same_weights_layer_by_layer(model: keras.Model, other: keras.Model) -> None:
+    """Layer by layer in build order, not by the models' flat weight lists (whose order is what
+    a copy could get wrong)."""
+    pairs = list(zip(layers_of(model), layers_of(other), strict=True))
+    assert sum(len(a.weights) for a, _ in pairs) == len(model.weights)
+    for a, b in pairs:
+        assert type(a) is type(b) and len(a.weights) == len(b.weights)
+        for wa, wb in zip(a.weights, b.weights):
+            assert wa.name == wb.name
+            np.testing.assert_array_equal(np.asarray(wa), np.asarray(wb))
+
+
+TINY_CNN = {"filters": [8, 16], "convs_per_block": 1, "dense_units": 0, "dropout": 0.0}
+
+
+def test_batch_norm_momentum_reaches_every_batch_norm_layer():
+    p = dataset_params("cifar10", model={**TINY_CNN, "batch_norm_momentum": 0.6})
+    model = models.build(p.model, (16, 16, 3), 10)
+    momenta = [layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert momenta == [0.6, 0.6]
+
+
+def test_mixed_precision_trains_in_float16_and_saves_in_float32(tmp_path):
+    p = dataset_params("mnist", model=TINY_CNN, train={"mixed_precision": True, "batch_size": 20})
+    model = models.build(p.model, (28, 28, 1), 10, mixed_precision=p.train.mixed_precision)
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # the global policy is left as it was
+    assert {layer.dtype_policy.name for layer in model.layers[1:-1]} == {"mixed_float16"}
+    assert model.layers[-1].dtype_policy.name == "float32"  # softmax over float16 logits loses small probabilities
+
+    labels = np.repeat(np.arange(10), 6)
+    images = pattern_images(labels, 28, 1).astype("float32")
+    training.compile_model(model, p.train, 0.01, epochs=3, warmup_epochs=0, steps_per_epoch=3)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    model.fit(images, keras.utils.to_categorical(labels, 10), batch_size=20, epochs=3, verbose=0)
+
+    saved = models.as_float32(model, p.model, 10)
+    assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
+    assert_same_weights_layer_by_layer(model, saved)
+    np.testing.assert_allclose(saved(images[:12]), np.asarray(model(images[:12]), np.float32), atol=5e-3)
+    models.save(saved, tmp_path, {"classes": list(map(str, range(10)))})
+    reloaded, _ = models.load(tmp_path)
+    assert reloaded.layers[1].dtype_policy.name == "float32"
+
+
+def test_float32_copy_keeps_the_fine_tuned_mobilenet_weights_in_place():
+    """The base's layers are partly unfrozen when the model is saved; the float32 copy, built
+    frozen, must still receive every weight at its own layer."""
+    p = dataset_params("cats_vs_dogs")  # built without weights files: random ImageNet-shaped weights
+    model = models.build(p.model, (32, 32, 3), 2, mixed_precision=True)
+    models.unfreeze_top(model, 20)
+    rng = np.random.default_rng(0)
+    for variable in model.weights:  # distinct values everywhere, so a misplaced weight shows
+        variable.assign(rng.normal(size=variable.shape).astype(variable.dtype))
+    saved = models.as_float32(model, p.model, 2)
+    assert_same_weights_layer_by_layer(model, saved)
+
+
+def test_float32_model_is_saved_as_it_is():
+    p = dataset_params("mnist", model=TINY_CNN)
+    model = models.build(p.model, (28, 28, 1), 10)
+    assert models.as_float32(model, p.model, 10) is model
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_jit_compile_param_reaches_the_compiled_model(jit_compile):
+    p = dataset_params("mnist", model=TINY_CNN, train={"jit_compile": jit_compile})
+    model = models.build(p.model, (28, 28, 1), 10)
+    training.compile_model(model, p.train, 0.001, epochs=1, warmup_epochs=0, steps_per_epoch=1)
+    assert model.jit_compile is jit_compile

@@ -93,7 +93,7 @@ def main() -> int:
         summary = read_at(ref, "plots/cifar10/train/metrics.json")
         row.update(test_accuracy=read_at(ref, "metrics/cifar10.json")["accuracy"],
                    last_val_accuracy=round(summary["eval"]["accuracy"], 4),
-                   epochs_run=summary["step"],  # the summary's step is the one after the last epoch
+                   epochs_run=summary["step"] + 1,  # the summary's step is the last epoch's, from 0
                    train_seconds=summary["train_seconds"])
         row["command"] = " ".join(row["command"])
     if args.dry_run:

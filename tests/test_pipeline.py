@@ -55,7 +55,7 @@ def test_tiny_pipeline_runs_end_to_end_and_caches_every_stage(pipeline_repo):
         epochs = 2 + (fine_tune["epochs"] if fine_tune else 0)  # both phases of transfer learning in one curve
         assert (curves / "train/loss.tsv").read_text().count("\n") == 1 + epochs  # header + epochs
         summary = json.loads((repo.path / "plots" / dataset / "train/metrics.json").read_text())
-        assert summary["step"] == epochs and summary["train_seconds"] > 0  # the step after the last epoch
+        assert summary["step"] == epochs - 1 and summary["train_seconds"] > 0  # the last epoch's step, from 0
         assert 0 <= summary["eval"]["accuracy"] <= 1
         assert (repo.path / "models" / dataset / "model.keras").is_file()
         exported = json.loads((repo.path / "metrics" / f"{dataset}_export.json").read_text())

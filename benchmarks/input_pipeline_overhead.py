@@ -66,7 +66,7 @@ def training_data(p, prepared: Path, images: int) -> tuple[Split, int, str]:
 def step_ms(p, data: tf.data.Dataset, shape, classes: int, steps: int, epochs: int) -> list[float]:
     """Milliseconds per step of each epoch after the first, for a freshly built and compiled model."""
     training.set_seeds(p.seed)
-    model = models.build(p.model, shape, classes, weights=None)
+    model = models.build(p.model, shape, classes, weights=None, mixed_precision=p.train.mixed_precision)
     training.compile_model(model, p.train, p.train.learning_rate, epochs, p.train.warmup_epochs, steps)
     timer = EpochTimer()
     model.fit(data, epochs=epochs, steps_per_epoch=steps, callbacks=[timer], shuffle=False, verbose=0)

@@ -20,9 +20,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from input_pipeline_overhead import SYNTHETIC_CLASSES, EpochTimer  # noqa: E402
+from input_pipeline_overhead import SYNTHETIC_CLASSES, step_ms  # noqa: E402
 
-from imagerec import models, params, training  # noqa: E402
+from imagerec import params  # noqa: E402
 from imagerec.files import write_json  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "speed_settings.json"
@@ -34,21 +34,17 @@ VARIANTS = {  # name: (mixed_precision, jit_compile)
 }
 
 
-def step_ms(p, mixed_precision: bool, jit_compile: bool, steps: int, epochs: int) -> list[float]:
-    """Milliseconds per step of each epoch after the first."""
-    train_params = p.train.model_copy(update={"mixed_precision": mixed_precision, "jit_compile": jit_compile})
+def memory_step_ms(p, mixed_precision: bool, jit_compile: bool, steps: int, epochs: int) -> list[float]:
+    """Milliseconds per step of each epoch after the first, on one random in-memory batch."""
+    p = p.model_copy(update={"train": p.train.model_copy(
+        update={"mixed_precision": mixed_precision, "jit_compile": jit_compile})})
     size, channels = p.preprocess.image_size, 1 if p.preprocess.color_mode == "grayscale" else 3
     classes = SYNTHETIC_CLASSES[p.name]
     rng = np.random.default_rng(p.seed)
-    images = rng.integers(0, 256, size=(train_params.batch_size, size, size, channels)).astype(np.float32)
-    labels = tf.one_hot(rng.integers(0, classes, size=train_params.batch_size), classes)
-    training.set_seeds(p.seed)
-    model = models.build(p.model, images.shape[1:], classes, weights=None, mixed_precision=mixed_precision)
-    training.compile_model(model, train_params, train_params.learning_rate, epochs, 0, steps)
-    timer = EpochTimer()
+    images = rng.integers(0, 256, size=(p.train.batch_size, size, size, channels)).astype(np.float32)
+    labels = tf.one_hot(rng.integers(0, classes, size=p.train.batch_size), classes)
     data = tf.data.Dataset.from_tensors((tf.constant(images), labels)).repeat()
-    model.fit(data, epochs=epochs, steps_per_epoch=steps, callbacks=[timer], shuffle=False, verbose=0)
-    return [round(seconds / steps * 1000, 1) for seconds in timer.seconds[1:]]
+    return step_ms(p, data, images.shape[1:], classes, steps, epochs)
 
 
 def main() -> int:
@@ -70,7 +66,7 @@ def main() -> int:
               f"on the {device}", flush=True)
         timings = {}
         for name, (mixed, jit) in VARIANTS.items():
-            per_epoch = step_ms(p, mixed, jit, args.steps, args.epochs)
+            per_epoch = memory_step_ms(p, mixed, jit, args.steps, args.epochs)
             timings[name] = {"ms_per_step": min(per_epoch), "epochs_ms_per_step": per_epoch}
         for name, timing in timings.items():
             timing["ratio_to_default"] = round(timing["ms_per_step"] / timings["default"]["ms_per_step"], 2)

@@ -97,7 +97,8 @@ class Train(_Section):
     fine_tune: FineTune | None = None  # pretrained models only; absent: the base stays frozen
     strategy: Literal["default", "mirrored", "multi_worker"]  # tf.distribute; multi_worker reads TF_CONFIG
     # GPU speed settings, off in params.yaml: on a 2-core CPU mixed precision made a train step
-    # 6-10x slower and XLA no faster (benchmarks/speed_settings.py).
+    # 6-10x slower (benchmarks/speed_settings.py). jit_compile has no effect yet: Keras' compile
+    # turns XLA off while TensorFlow's op determinism is on, and training.set_seeds turns it on.
     mixed_precision: bool  # float16 compute, float32 weights; the saved model computes in float32
     jit_compile: bool  # XLA-compile the train step
 

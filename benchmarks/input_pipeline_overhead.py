@@ -65,7 +65,7 @@ def training_data(p, prepared: Path, images: int) -> tuple[Split, int, str]:
 
 def step_ms(p, data: tf.data.Dataset, shape, classes: int, steps: int, epochs: int) -> list[float]:
     """Milliseconds per step of each epoch after the first, for a freshly built and compiled model."""
-    training.set_seeds(p.seed)
+    training.set_seeds(p.seed, deterministic_ops=not p.train.jit_compile)
     model = models.build(p.model, shape, classes, weights=None, mixed_precision=p.train.mixed_precision)
     training.compile_model(model, p.train, p.train.learning_rate, epochs, p.train.warmup_epochs, steps)
     timer = EpochTimer()

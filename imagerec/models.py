@@ -78,12 +78,12 @@ def build(model_params, input_shape, num_classes, weights: Path | None = None,
         keras.mixed_precision.set_dtype_policy("float32")
 
 
-def as_float32(model: keras.Model, model_params, num_classes: int) -> keras.Model:
+def as_float32(model: keras.Model, model_params) -> keras.Model:
     """The same model and weights computing in float32: what a mixed-precision model is saved as,
     so that evaluation, export and serving behave the same on any device."""
     if model.dtype_policy.name == "float32":
         return model
-    twin = build(model_params, model.input_shape[1:], num_classes)
+    twin = build(model_params, model.input_shape[1:], model.output_shape[-1])
     twin.set_weights(model.get_weights())
     return twin
 

@@ -97,10 +97,11 @@ class Train(_Section):
     fine_tune: FineTune | None = None  # pretrained models only; absent: the base stays frozen
     strategy: Literal["default", "mirrored", "multi_worker"]  # tf.distribute; multi_worker reads TF_CONFIG
     # GPU speed settings, off in params.yaml: on a 2-core CPU mixed precision made a train step
-    # 6-10x slower (benchmarks/speed_settings.py). jit_compile has no effect yet: Keras' compile
-    # turns XLA off while TensorFlow's op determinism is on, and training.set_seeds turns it on.
+    # 6-10x slower (benchmarks/speed_settings.py).
     mixed_precision: bool  # float16 compute, float32 weights; the saved model computes in float32
-    jit_compile: bool  # XLA-compile the train step
+    # XLA-compile the train step. Keras will not while TF's op determinism is on, so the train stage
+    # turns it off: reruns are seeded but no longer bit-for-bit identical.
+    jit_compile: bool
 
 
 # flip: average with the mirror image's prediction; flip_translate: and with 1-pixel shifts

@@ -17,10 +17,17 @@ from .errors import ImagerecError  # noqa: E402
 from .params import TestTimeAugmentation  # noqa: E402
 
 
-def set_seeds(seed: int) -> None:
-    """Same seed, same CPU, same result: seeded Python/NumPy/TF RNGs and deterministic TF ops."""
+def set_seeds(seed: int, deterministic_ops: bool = True) -> None:
+    """Seeded Python/NumPy/TF RNGs; with `deterministic_ops`, TF's deterministic kernels too, so the
+    same seed on the same machine gives the same bits. XLA (`train.jit_compile`) needs them off:
+    Keras' compile refuses to XLA-compile while TF's op determinism is on."""
+    from tensorflow.python.framework.config import disable_op_determinism  # TF has no public off switch
+
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if deterministic_ops:
+        tf.config.experimental.enable_op_determinism()
+    else:  # explicitly: an earlier run in this process (a test, a benchmark) may have turned it on
+        disable_op_determinism()
 
 
 def input_pipeline(split: Split, num_classes: int, batch_size: int, shuffle_seed: int | None = None,
@@ -118,6 +125,9 @@ def compile_model(model: keras.Model, train_params, learning_rate: float, epochs
         metrics=["accuracy"],
         jit_compile=train_params.jit_compile,  # explicit: Keras' "auto" turns XLA on wherever there is a GPU
     )
+    if train_params.jit_compile and not model.jit_compile:  # Keras only warns, and trains without XLA
+        raise ImagerecError("train.jit_compile: Keras turned XLA off for this model "
+                            "(TF op determinism is on, or a layer or platform does not support XLA)")
 
 
 def fit(model: keras.Model, train: Split, val: Split, num_classes: int, train_params,

@@ -20,7 +20,7 @@ def main() -> None:
     p = params.load(args.dataset)
 
     strategy = training.distribution_strategy(p.train.strategy)  # first: multi_worker must precede other TF work
-    training.set_seeds(p.seed)
+    training.set_seeds(p.seed, deterministic_ops=not p.train.jit_compile)  # XLA or bit-for-bit reruns
     data = datasets.load(args.prepared_dir, splits=["train", "val"])
     policy = read_json(args.augmented_dir / augment.POLICY_FILE)
     weights = [args.pretrained_dir / f["file"] for f in read_json(args.pretrained_dir / "manifest.json")["files"]]
@@ -36,7 +36,7 @@ def main() -> None:
     with output(args.curves_dir) as curves, output(args.model_dir) as out:
         training.fit(model, data.splits["train"], data.splits["val"], len(data.classes), p.train,
                      augment.build_layers(policy, p.seed), p.seed, Path(curves), strategy)
-        models.save(models.as_float32(model, p.model, len(data.classes)), Path(out), {
+        models.save(models.as_float32(model, p.model), Path(out), {
             "dataset": args.dataset,
             "classes": data.classes,
             "input_shape": list(image_shape),

@@ -29,7 +29,8 @@ BAND = 0.25  # how far a distributed run's accuracy may fall from the one-device
 
 def env(**extra) -> dict:
     out = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    out.update(PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", **extra)
+    out.update(PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    out.update(extra)
     return out
 
 

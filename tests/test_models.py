@@ -1,5 +1,7 @@
 """Model settings from params.yaml reach the Keras model: batch-norm momentum, mixed precision
-(trained in float16, saved in float32) and XLA compilation of the train step."""
+(trained in float16, saved in float32) and XLA compilation of the train step, which needs TF's
+op determinism off."""
+import time
 from pathlib import Path
 
 import keras
@@ -8,7 +10,9 @@ import pytest
 import yaml
 
 from imagerec import models, params, training
+from imagerec.errors import ImagerecError
 from fixtures import pattern_images
+from test_distributed import start, tail, train_command, wait_all, write_stage_inputs
 
 COMMITTED = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -64,7 +68,7 @@ def test_mixed_precision_trains_in_float16_and_saves_in_float32(tmp_path):
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     model.fit(images, keras.utils.to_categorical(labels, 10), batch_size=20, epochs=3, verbose=0)
 
-    saved = models.as_float32(model, p.model, 10)
+    saved = models.as_float32(model, p.model)
     assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
     assert_same_weights_layer_by_layer(model, saved)
     np.testing.assert_allclose(saved(images[:12]), np.asarray(model(images[:12]), np.float32), atol=5e-3)
@@ -82,19 +86,57 @@ def test_float32_copy_keeps_the_fine_tuned_mobilenet_weights_in_place():
     rng = np.random.default_rng(0)
     for variable in model.weights:  # distinct values everywhere, so a misplaced weight shows
         variable.assign(rng.normal(size=variable.shape).astype(variable.dtype))
-    saved = models.as_float32(model, p.model, 2)
+    saved = models.as_float32(model, p.model)
     assert_same_weights_layer_by_layer(model, saved)
 
 
 def test_float32_model_is_saved_as_it_is():
     p = dataset_params("mnist", model=TINY_CNN)
     model = models.build(p.model, (28, 28, 1), 10)
-    assert models.as_float32(model, p.model, 10) is model
+    assert models.as_float32(model, p.model) is model
+
+
+@pytest.fixture
+def op_determinism_restored():
+    """TF's op determinism is process-wide: leave it as the test found it."""
+    from tensorflow.python.framework.config import disable_op_determinism, is_op_determinism_enabled
+
+    before = is_op_determinism_enabled()
+    yield
+    if not before:
+        disable_op_determinism()
 
 
 @pytest.mark.parametrize("jit_compile", [True, False])
-def test_jit_compile_param_reaches_the_compiled_model(jit_compile):
+def test_jit_compile_param_reaches_the_compiled_model(jit_compile, op_determinism_restored):
+    """Seeded as the train stage seeds: deterministic ops exactly when XLA is off."""
     p = dataset_params("mnist", model=TINY_CNN, train={"jit_compile": jit_compile})
+    training.set_seeds(p.seed, deterministic_ops=not jit_compile)
     model = models.build(p.model, (28, 28, 1), 10)
     training.compile_model(model, p.train, 0.001, epochs=1, warmup_epochs=0, steps_per_epoch=1)
     assert model.jit_compile is jit_compile
+
+
+def test_jit_compile_under_deterministic_ops_is_refused_in_one_line(op_determinism_restored):
+    """Keras would only warn and train without XLA."""
+    p = dataset_params("mnist", model=TINY_CNN, train={"jit_compile": True})
+    training.set_seeds(p.seed, deterministic_ops=True)
+    model = models.build(p.model, (28, 28, 1), 10)
+    with pytest.raises(ImagerecError) as info:
+        training.compile_model(model, p.train, 0.001, epochs=1, warmup_epochs=0, steps_per_epoch=1)
+    assert str(info.value).startswith("train.jit_compile: Keras turned XLA off") and "\n" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_train_stage_with_jit_compile_runs_xla(tmp_path):
+    """The real train stage, in a subprocess with TF's info log on: XLA compiles the train step."""
+    write_stage_inputs(tmp_path, "default")
+    settings = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    settings["mnist"]["train"]["jit_compile"] = True
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    log = tmp_path / "train.log"
+    process = start(train_command("out"), tmp_path, log, TF_CPP_MIN_LOG_LEVEL="0")
+    wait_all([process], [log], time.monotonic() + 120)
+    assert "Compiled cluster using XLA" in log.read_text(), tail(log)
+    assert "Proceeding with `jit_compile=False`" not in log.read_text()
+    assert (tmp_path / "out" / "model" / "model.keras").is_file()

@@ -8,7 +8,9 @@ No input pipeline and no augmentation, so only the model's arithmetic is timed. 
 freshly built and compiled model (pretrained weights are not loaded: the architecture is what
 costs) running --epochs epochs of --steps steps; the first epoch (tracing, XLA compilation) is
 dropped and the fastest later epoch counts. Reports milliseconds per step and the ratio to the
-float32, no-XLA default. Writes benchmarks/results/speed_settings.json (or --results).
+float32, no-XLA default. As in the train stage, the XLA variants run without TensorFlow's op
+determinism (Keras will not XLA-compile under it) and the others with it.
+Writes benchmarks/results/speed_settings.json (or --results).
 """
 import argparse
 import os

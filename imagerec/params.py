@@ -96,8 +96,8 @@ class Train(_Section):
     early_stopping_patience: int = Field(ge=0)  # 0: no early stopping
     fine_tune: FineTune | None = None  # pretrained models only; absent: the base stays frozen
     strategy: Literal["default", "mirrored", "multi_worker"]  # tf.distribute; multi_worker reads TF_CONFIG
-    # GPU speed settings, off in params.yaml: on a 2-core CPU mixed precision made a train step
-    # 6-10x slower (benchmarks/speed_settings.py).
+    # GPU speed settings, off in params.yaml: on a 2-core CPU they made a train step slower,
+    # mixed precision 8-11x and XLA 2-3x (benchmarks/speed_settings.py).
     mixed_precision: bool  # float16 compute, float32 weights; the saved model computes in float32
     # XLA-compile the train step. Keras will not while TF's op determinism is on, so the train stage
     # turns it off: reruns are seeded but no longer bit-for-bit identical.

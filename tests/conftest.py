@@ -46,6 +46,7 @@ class PipelineRepo:
 
     def __init__(self, path: Path, mirror: Path | None):
         self.path = path
+        self.mirror = mirror
         bin_dir = str(Path(sys.executable).parent)
         self.env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
                     "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
@@ -95,3 +96,18 @@ def make_pipeline_repo(path: Path, mirror: Path | None) -> PipelineRepo:
 @pytest.fixture
 def pipeline_repo(tmp_path, fixture_mirror) -> PipelineRepo:
     return make_pipeline_repo(tmp_path / "repo", fixture_mirror)
+
+
+def copy_repo(repo: PipelineRepo, path: Path) -> PipelineRepo:
+    """An independent copy: workspace, git history and DVC cache."""
+    shutil.copytree(repo.path, path, symlinks=True)
+    return PipelineRepo(path, repo.mirror)
+
+
+@pytest.fixture(scope="session")
+def reproduced_repo(tmp_path_factory, fixture_mirror) -> PipelineRepo:
+    """The tiny pipeline after one full `dvc repro` on the fixture mirror, built once per session:
+    that repro is most of what the slow tests cost. Tests work on copies (`copy_repo`), never on it."""
+    repo = make_pipeline_repo(tmp_path_factory.mktemp("reproduced") / "repo", fixture_mirror)
+    repo.dvc("repro")
+    return repo

@@ -18,8 +18,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, fixture_mirror):
-    return two_revision_repo(tmp_path_factory, fixture_mirror)
+def repo(tmp_path_factory, reproduced_repo):
+    return two_revision_repo(tmp_path_factory, reproduced_repo)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

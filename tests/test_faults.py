@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import make_pipeline_repo
+from conftest import copy_repo
 
 from imagerec.datasets import Split
 from imagerec.errors import ImagerecError
@@ -37,10 +37,8 @@ def wait_for_training(repo, process: subprocess.Popen, dataset: str, timeout: fl
 
 
 @pytest.fixture(scope="module")
-def finished_repo(tmp_path_factory, fixture_mirror):
-    repo = make_pipeline_repo(tmp_path_factory.mktemp("faults") / "repo", fixture_mirror)
-    repo.dvc("repro")
-    return repo
+def finished_repo(tmp_path_factory, reproduced_repo):
+    return copy_repo(reproduced_repo, tmp_path_factory.mktemp("faults") / "repo")
 
 
 @pytest.mark.slow

@@ -18,9 +18,9 @@ IMAGEREC = str(Path(sys.executable).parent / "imagerec")
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory, fixture_mirror):
+def report(tmp_path_factory, reproduced_repo):
     """(repo, out dir, report.md text) of `imagerec report --base main` on the two-revision repo."""
-    repo = two_revision_repo(tmp_path_factory, fixture_mirror)
+    repo = two_revision_repo(tmp_path_factory, reproduced_repo)
     out = tmp_path_factory.mktemp("report") / "report"
     result = repo.run("imagerec", "report", "--base", BASE, "--out", str(out))
     assert result.stdout.strip() == str(out / "report.md")

@@ -1,13 +1,13 @@
 """A pipeline repo with two committed revisions, shared by test_compare.py and test_report.py.
 
-`main` holds one full tiny `dvc repro`; branch `experiment` changes MNIST's learning rate and
-re-runs only MNIST's train, evaluate and export. Built once per test session (the full tiny
-repro is most of the cost), whichever module asks first.
+`main` holds one full tiny `dvc repro` (a copy of the session's `reproduced_repo`); branch
+`experiment` changes MNIST's learning rate and re-runs only MNIST's train, evaluate and export.
+Built once per test session, whichever module asks first.
 """
 import subprocess
 from pathlib import Path
 
-from conftest import PipelineRepo, make_pipeline_repo
+from conftest import PipelineRepo, copy_repo
 
 BASE, BRANCH = "main", "experiment"
 DATASETS = ["mnist", "cifar10", "cats_vs_dogs"]
@@ -16,10 +16,9 @@ NEW_LR = 0.05  # mnist.train.learning_rate on the branch (the tiny profile keeps
 _built: dict[str, PipelineRepo | Exception] = {}
 
 
-def build(path: Path, mirror: Path) -> PipelineRepo:
-    repo = make_pipeline_repo(path, mirror)
+def build(path: Path, reproduced: PipelineRepo) -> PipelineRepo:
+    repo = copy_repo(reproduced, path)
     repo.run("git", "branch", "-M", BASE)
-    repo.dvc("repro")
     repo.run("git", "add", "-A")
     repo.run("git", "commit", "-qm", "tiny run")
     repo.run("git", "checkout", "-qb", BRANCH)
@@ -37,11 +36,11 @@ def at_base(repo: PipelineRepo, path: str) -> bytes:
     return subprocess.run(["git", "show", f"{BASE}:{path}"], cwd=repo.path, capture_output=True, check=True).stdout
 
 
-def two_revision_repo(tmp_path_factory, fixture_mirror) -> PipelineRepo:
+def two_revision_repo(tmp_path_factory, reproduced_repo: PipelineRepo) -> PipelineRepo:
     """The session's two-revision repo, on branch `experiment` with a clean workspace."""
     if "repo" not in _built:
         try:
-            _built["repo"] = build(tmp_path_factory.mktemp("two_revisions") / "repo", fixture_mirror)
+            _built["repo"] = build(tmp_path_factory.mktemp("two_revisions") / "repo", reproduced_repo)
         except Exception as err:  # the second module gets the same failure, not a second slow attempt
             _built["repo"] = err
     if isinstance(_built["repo"], Exception):

@@ -111,3 +111,11 @@ def reproduced_repo(tmp_path_factory, fixture_mirror) -> PipelineRepo:
     repo = make_pipeline_repo(tmp_path_factory.mktemp("reproduced") / "repo", fixture_mirror)
     repo.dvc("repro")
     return repo
+
+
+@pytest.fixture(scope="session")
+def two_revision_repo(tmp_path_factory, reproduced_repo) -> PipelineRepo:
+    """tests/two_revisions.py's repo, shared by test_compare and test_report; on branch `experiment`."""
+    from two_revisions import build  # it imports this module
+
+    return build(tmp_path_factory.mktemp("two_revisions") / "repo", reproduced_repo)

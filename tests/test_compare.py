@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from two_revisions import BASE, DATASETS, NEW_LR, at_base, two_revision_repo
+from two_revisions import BASE, DATASETS, NEW_LR, at_base
 
 pytestmark = pytest.mark.slow
 
@@ -18,8 +18,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory, reproduced_repo):
-    return two_revision_repo(tmp_path_factory, reproduced_repo)
+def repo(two_revision_repo):
+    return two_revision_repo
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

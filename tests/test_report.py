@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import make_pipeline_repo
 from PIL import Image
-from two_revisions import BASE, DATASETS, NEW_LR, at_base, two_revision_repo
+from two_revisions import BASE, DATASETS, NEW_LR, at_base
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
@@ -18,9 +18,9 @@ IMAGEREC = str(Path(sys.executable).parent / "imagerec")
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory, reproduced_repo):
+def report(tmp_path_factory, two_revision_repo):
     """(repo, out dir, report.md text) of `imagerec report --base main` on the two-revision repo."""
-    repo = two_revision_repo(tmp_path_factory, reproduced_repo)
+    repo = two_revision_repo
     out = tmp_path_factory.mktemp("report") / "report"
     result = repo.run("imagerec", "report", "--base", BASE, "--out", str(out))
     assert result.stdout.strip() == str(out / "report.md")

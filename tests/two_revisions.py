@@ -2,7 +2,7 @@
 
 `main` holds one full tiny `dvc repro` (a copy of the session's `reproduced_repo`); branch
 `experiment` changes MNIST's learning rate and re-runs only MNIST's train, evaluate and export.
-Built once per test session, whichever module asks first.
+Built once per test session by conftest's `two_revision_repo` fixture.
 """
 import subprocess
 from pathlib import Path
@@ -12,8 +12,6 @@ from conftest import PipelineRepo, copy_repo
 BASE, BRANCH = "main", "experiment"
 DATASETS = ["mnist", "cifar10", "cats_vs_dogs"]
 NEW_LR = 0.05  # mnist.train.learning_rate on the branch (the tiny profile keeps params.yaml's 0.002)
-
-_built: dict[str, PipelineRepo | Exception] = {}
 
 
 def build(path: Path, reproduced: PipelineRepo) -> PipelineRepo:
@@ -34,15 +32,3 @@ def build(path: Path, reproduced: PipelineRepo) -> PipelineRepo:
 def at_base(repo: PipelineRepo, path: str) -> bytes:
     """A file's bytes as committed on the base branch."""
     return subprocess.run(["git", "show", f"{BASE}:{path}"], cwd=repo.path, capture_output=True, check=True).stdout
-
-
-def two_revision_repo(tmp_path_factory, reproduced_repo: PipelineRepo) -> PipelineRepo:
-    """The session's two-revision repo, on branch `experiment` with a clean workspace."""
-    if "repo" not in _built:
-        try:
-            _built["repo"] = build(tmp_path_factory.mktemp("two_revisions") / "repo", reproduced_repo)
-        except Exception as err:  # the second module gets the same failure, not a second slow attempt
-            _built["repo"] = err
-    if isinstance(_built["repo"], Exception):
-        raise _built["repo"]
-    return _built["repo"]

@@ -98,13 +98,12 @@ def test_float32_model_is_saved_as_it_is():
 
 @pytest.fixture
 def op_determinism_restored():
-    """TF's op determinism is process-wide: leave it as the test found it."""
-    from tensorflow.python.framework.config import disable_op_determinism, is_op_determinism_enabled
+    """TF's op determinism is process-wide: leave it as the test found it, on or off."""
+    from tensorflow.python.framework import config
 
-    before = is_op_determinism_enabled()
+    before = config.is_op_determinism_enabled()
     yield
-    if not before:
-        disable_op_determinism()
+    (config.enable_op_determinism if before else config.disable_op_determinism)()
 
 
 @pytest.mark.parametrize("jit_compile", [True, False])

@@ -5,11 +5,14 @@
 Builds (once; kept at --archive) a synthetic stand-in for Kaggle's `train.zip`: 25,000 JPEG
 photos of 350-500 px with varied content, named `train/cat.N.jpg` / `train/dog.N.jpg`, plus a
 few dozen bad files of each kind (corrupt, truncated, zero-byte, text, grayscale, CMYK,
-PNG-disguised, EXIF-rotated). Then runs `stages/preprocess.py cats_vs_dogs` of --repo (this
-checkout by default) on it in a subprocess with params.yaml's cats_vs_dogs settings (160x160
-RGB) and records in benchmarks/results/cats_memory.json, under --label:
+PNG-disguised, EXIF-rotated). Then runs the preprocess stage of --repo (this checkout by
+default) on it in a subprocess with --repo's params.yaml's cats_vs_dogs settings (its image
+size and colour mode): `stages/configure.py cats_vs_dogs config` first writes the stage's
+config, then `stages/preprocess.py config/preprocess.json raw prepared explore` runs; a
+checkout older than the configure stage runs `stages/preprocess.py cats_vs_dogs raw prepared
+explore`. It records in benchmarks/results/cats_memory.json, under --label:
 
-- peak RSS of the stage process (getrusage RUSAGE_CHILDREN ru_maxrss), and the peaks of its
+- peak RSS of the stage process (wait4's ru_maxrss), and the peaks of its
   anonymous and file-backed resident memory (RssAnon, RssFile, sampled from /proc every
   0.1 s). ru_maxrss counts resident pages of memory-mapped files too; the stage writes and
   reads its .npy files with plain file I/O, so what it reports is memory the process holds.
@@ -21,7 +24,6 @@ import io
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -166,18 +168,29 @@ def main() -> int:
         (raw / "dogs-vs-cats-train.zip").symlink_to(args.archive.resolve())
         (raw / "source.json").write_text(json.dumps({"dataset": "cats_vs_dogs", "source": "kaggle",
                                                      "file": "dogs-vs-cats-train.zip", "sha256": "not checked"}))
-        command = [sys.executable, str(args.repo / "stages" / "preprocess.py"), "cats_vs_dogs", "raw", "prepared", "explore"]
         env = {**os.environ, "PYTHONPATH": str(args.repo), "TQDM_MININTERVAL": "10"}
+        stages = args.repo / "stages"
+        config = "cats_vs_dogs"  # what an older checkout's stages take: the dataset's name
+        if (stages / "configure.py").is_file():  # stages read the config files configure writes
+            configure = [sys.executable, str(stages / "configure.py"), "cats_vs_dogs", "config"]
+            print("running:", " ".join(configure), flush=True)
+            code = subprocess.run(configure, cwd=work, env=env).returncode
+            if code != 0:
+                print(f"configure failed with exit code {code}", file=sys.stderr)
+                return code
+            config = "config/preprocess.json"
+        command = [sys.executable, str(stages / "preprocess.py"), config, "raw", "prepared", "explore"]
         print("running:", " ".join(command), flush=True)
         started = time.monotonic()
         process = subprocess.Popen(command, cwd=work, env=env)
         sampler = ProcSampler(process.pid)
         sampler.start()
-        code = process.wait()
+        _, status, usage = os.wait4(process.pid, 0)  # this process's own rusage, not configure's too
+        code = process.returncode = os.waitstatus_to_exitcode(status)
         wall = time.monotonic() - started
         sampler.done.set()
         sampler.join()
-        peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+        peak_kib = usage.ru_maxrss  # KiB on Linux
         if code != 0:
             print(f"preprocess failed with exit code {code}", file=sys.stderr)
             return code

@@ -5,12 +5,13 @@
 --raw is a raw cats_vs_dogs directory as the fetch stage writes it (default: the 25,000-photo
 synthetic archive that `python benchmarks/preprocess_throughput.py --kaggle-size` builds and
 keeps in $TMPDIR/imagerec-preprocess-bench/raw-25000). The script prepares it once at
---image-size into --workdir with `datasets.prepare` (cats_vs_dogs' split params), then runs
-`python -m stages.train cats_vs_dogs ...` of this checkout there, with params.yaml's
+--image-size into --workdir with `datasets.prepare` (cats_vs_dogs' split params), writes the
+stage configs there (data/config/cats_vs_dogs/, as the configure stage does) from params.yaml's
 cats_vs_dogs settings except the image size and --epochs epochs for each phase (head and
-fine-tuning): every batch of the training split is read once per epoch, so one epoch of each
-phase touches all the data and builds both phases' models. It records the stage process's peak
-RSS (wait4's ru_maxrss) and the peaks of its anonymous and file-backed resident memory
+fine-tuning), then runs `python -m stages.train data/config/cats_vs_dogs/train.json ...` of
+this checkout there: every batch of the training split is read once per epoch, so one epoch of
+each phase touches all the data and builds both phases' models. It records the stage process's
+peak RSS (wait4's ru_maxrss) and the peaks of its anonymous and file-backed resident memory
 (RssAnon, RssFile, sampled from /proc every 0.2 s): the memory-mapped .npy pages the input
 pipeline reads count in RSS but are file-backed and can be dropped by the kernel at any time.
 Writes benchmarks/results/cats_train_memory.json.
@@ -26,8 +27,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
-
 from cats_memory import ProcSampler  # benchmarks/cats_memory.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,13 +34,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "cats_train_memory.json"
 DEFAULT_RAW = Path(tempfile.gettempdir()) / "imagerec-preprocess-bench" / "raw-25000"
 
 
-def prepare(raw: Path, prepared: Path, params: dict) -> None:
+def prepare(raw: Path, prepared: Path, p) -> None:
     from imagerec import datasets
 
-    pre = params["cats_vs_dogs"]["preprocess"]
+    pre = p.preprocess
     prepared.mkdir(parents=True)
-    datasets.prepare(raw, prepared, pre["image_size"], pre["color_mode"], pre["val_fraction"], pre["test_fraction"],
-                     0, params["cats_vs_dogs"]["seed"])
+    datasets.prepare(raw, prepared, pre.image_size, pre.color_mode, pre.val_fraction, pre.test_fraction, 0, p.seed)
 
 
 def run_sampled(command: list[str], cwd: Path) -> dict:
@@ -69,18 +67,20 @@ def main() -> int:
         sys.exit(f"error: {args.raw} is not a raw cats_vs_dogs directory; "
                  "build it with python benchmarks/preprocess_throughput.py --kaggle-size")
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    cats = params["cats_vs_dogs"]
+    from imagerec import params
+
+    cats = params.read_sections(ROOT / "params.yaml")["cats_vs_dogs"]
     cats["preprocess"]["image_size"] = args.image_size
     cats["train"]["epochs"] = args.epochs
     if cats["train"].get("fine_tune"):
         cats["train"]["fine_tune"]["epochs"] = args.epochs
+    p = params.resolve("cats_vs_dogs", cats)
     work = args.workdir
     (work / "data").mkdir(parents=True, exist_ok=True)
-    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    params.write_stage_configs(p, work / "data" / "config" / "cats_vs_dogs")
     prepared = work / "data" / "prepared" / "cats_vs_dogs"
     if not prepared.exists():
-        prepare(args.raw, prepared, params)
+        prepare(args.raw, prepared, p)
     for stage_dir in ("augmented", "pretrained"):  # the pipeline's own policy and verified weights
         target = work / "data" / stage_dir / "cats_vs_dogs"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -88,8 +88,9 @@ def main() -> int:
             target.symlink_to(ROOT / "data" / stage_dir / "cats_vs_dogs")
     out = work / "out"
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "stages.train", "cats_vs_dogs", "data/prepared/cats_vs_dogs",
-               "data/augmented/cats_vs_dogs", "data/pretrained/cats_vs_dogs", "out/model", "out/curves"]
+    command = [sys.executable, "-m", "stages.train", "data/config/cats_vs_dogs/train.json",
+               "data/prepared/cats_vs_dogs", "data/augmented/cats_vs_dogs", "data/pretrained/cats_vs_dogs",
+               "out/model", "out/curves"]
     result = run_sampled(command, work)
     if result["exit_code"] != 0:
         sys.exit(f"error: the train stage failed ({result['exit_code']})")

@@ -35,19 +35,20 @@ RESULTS = Path(__file__).parent / "results" / "cifar10_ablation.json"
 # (row label, the overrides that switch this lever off); a row switches off its own lever's
 # successors, so row 0 has every lever off and the last row has none.
 LEVERS = [
-    ("+ batch norm", ["cifar10.model.batch_norm=false"]),
-    ("+ augmentation: flips, 4-pixel shifts", ["cifar10.augment.enabled=false"]),
+    ("+ batch norm", ["datasets.cifar10.model.batch_norm=false"]),
+    ("+ augmentation: flips, 4-pixel shifts", ["datasets.cifar10.augment.enabled=false"]),
     ("+ schedule: warm-up + cosine, AdamW, label smoothing",
-     ["cifar10.train.schedule=constant", "cifar10.train.warmup_epochs=0", "cifar10.train.weight_decay=0",
-      "cifar10.train.label_smoothing=0"]),
-    ("+ random erasing", ["cifar10.augment.erasing=0"]),
-    ("+ test-time augmentation: flips and 1-pixel shifts", ["cifar10.evaluate.tta=none"]),
+     ["datasets.cifar10.train.schedule=constant", "datasets.cifar10.train.warmup_epochs=0",
+      "datasets.cifar10.train.weight_decay=0", "datasets.cifar10.train.label_smoothing=0"]),
+    ("+ random erasing", ["datasets.cifar10.augment.erasing=0"]),
+    ("+ test-time augmentation: flips and 1-pixel shifts", ["datasets.cifar10.evaluate.tta=none"]),
 ]
 
 
 def rows(images_per_class: int, epochs: int, batch_norm_momentum: float) -> list[dict]:
-    budget = [f"cifar10.preprocess.max_per_class={images_per_class}", f"cifar10.train.epochs={epochs}",
-              f"cifar10.model.batch_norm_momentum={batch_norm_momentum}"]
+    budget = [f"datasets.cifar10.preprocess.max_per_class={images_per_class}",
+              f"datasets.cifar10.train.epochs={epochs}",
+              f"datasets.cifar10.model.batch_norm_momentum={batch_norm_momentum}"]
     labels = ["baseline CNN"] + [label for label, _ in LEVERS]
     out = []
     for index, label in enumerate(labels):

@@ -128,14 +128,14 @@ def main() -> int:
     if min(sizes) < 12:
         parser.error("--images: at least 12 (every split needs both classes)")
 
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    section = params["cats_vs_dogs"]
+    sections = yaml.safe_load((ROOT / "params.yaml").read_text())["datasets"]
+    section = sections["cats_vs_dogs"]
     section["preprocess"]["max_per_class"] = 0
     if args.image_size:
         section["preprocess"]["image_size"] = args.image_size
     args.workdir.mkdir(parents=True, exist_ok=True)
     params_file = args.workdir / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    params_file.write_text(yaml.safe_dump({"datasets": sections}, sort_keys=False))
 
     runs = []
     for count in sizes:

@@ -1,11 +1,12 @@
 """Run `dvc repro` and record the wall time of every stage it runs.
 
-    python benchmarks/repro_timed.py [dvc repro args...]   # e.g. --force, or a stage name
+    python benchmarks/repro_timed.py [dvc repro args...]   # e.g. --force, or a stage name; -h: this text
 
 Streams dvc's output as it comes and records in benchmarks/results/stage_times.json, per
 stage, the seconds from its "Running stage" line to the end of its run. Stages
 this run did not execute keep their earlier figure, so partial runs (e.g. `--force -s STAGE`)
-fill in the table.
+fill in the table. The configure@<dataset> stages (always_changed) run on every repro, so
+every run records them too.
 """
 import json
 import os
@@ -21,6 +22,9 @@ RESULTS = Path(__file__).parent / "results" / "stage_times.json"
 
 
 def main() -> int:
+    if {"-h", "--help"} & set(sys.argv[1:]):  # this script's help; a `dvc repro --help` run would be recorded
+        print(__doc__)
+        return 0
     command = ["dvc", "repro", *sys.argv[1:]]
     started = time.monotonic()
     times, current, current_start = {}, None, None
@@ -30,9 +34,11 @@ def main() -> int:
         sys.stdout.flush()
         now = time.monotonic()
         match = re.match(r"Running stage '([^']+)'", line)
-        # A stage ends at its lock-file update, or (when the lock does not change, as with
-        # --force on an unchanged stage) where the next stage or the whole run begins or ends.
-        if current and (match or line.startswith("Updating lock file")):
+        # A stage ends at its lock-file update or, when the lock does not change (--force on an
+        # unchanged stage, configure on every run), at DVC's next line about a stage (the next one
+        # starts, is unchanged or comes from the run cache) or at the end of the whole run.
+        skipped = re.match(r"(Stage )?'[^']+' (didn't change, skipping|is cached)", line)
+        if current and (match or skipped or line.startswith("Updating lock file")):
             times[current] = round(now - current_start, 1)
             current = None
         if match:

@@ -1,46 +1,71 @@
-"""Reading zip and tar archives without trusting them.
+"""Reading zip, tar and 7z archives without trusting them.
 
-Members are read straight into memory, never extracted by their own names, and an archive
-with an entry that could escape a target directory (absolute path, `..`, link, device) is
-refused whole: a dataset archive has no reason to hold one.
+Members are read straight into memory (zip, tar) or written to files we name ourselves (7z),
+never extracted by their own names, and an archive with an entry that could escape a target
+directory (absolute path, `..`, link, device) is refused whole: a dataset archive has no
+reason to hold one. So is one declaring more than MAX_MEMBERS entries or MAX_TOTAL_BYTES.
 """
 import contextlib
+import lzma
 import shutil
 import tarfile
+import tempfile
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import ImagerecError
 
 MAX_MEMBER_BYTES = 4 * 2**30  # the largest member we accept (Kaggle's inner train.zip is ~0.5 GiB)
+MAX_MEMBERS = 2_000_000  # entries of one archive, folders included (ImageNet's train set: 1.3 M)
+MAX_TOTAL_BYTES = 64 * 2**30  # declared uncompressed bytes of one archive
+SEVEN_ZIP_MAGIC = b"7z\xbc\xaf\x27\x1c"
 
 
 class ArchiveError(ImagerecError):
     pass
 
 
-_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError)
+_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+
+
+def _damaged_7z() -> tuple:
+    try:
+        import py7zr
+    except ImportError:
+        return ()
+    return py7zr.exceptions.ArchiveError, py7zr.exceptions.PasswordRequired  # ArchiveError: CRC, bad file, ...
 
 
 @contextlib.contextmanager
 def _damage_is_archive_error(archive: str):
     try:
         yield
-    except _DAMAGED as err:
+    except ArchiveError:
+        raise
+    except _DAMAGED + _damaged_7z() as err:
         raise ArchiveError(f"{archive}: corrupt or truncated archive ({' '.join(str(err).split())[:160]})") from None
 
 
-def archive_kind(path: Path) -> str:
+def sniff(path: Path) -> str | None:
+    """"zip", "tar" (plain or compressed), "7z" or None, by content: file names can lie."""
+    with open(path, "rb") as f:
+        if f.read(len(SEVEN_ZIP_MAGIC)) == SEVEN_ZIP_MAGIC:
+            return "7z"
     if zipfile.is_zipfile(path):
         return "zip"
     try:
-        if tarfile.is_tarfile(path):
-            return "tar"
-    except (OSError, EOFError):
-        pass
-    raise ArchiveError(f"{path.name}: not a zip or tar archive (corrupt or truncated download?)")
+        return "tar" if tarfile.is_tarfile(path) else None
+    except (OSError, EOFError, tarfile.TarError):
+        return None
+
+
+def archive_kind(path: Path) -> str:
+    kind = sniff(Path(path))
+    if kind is None:
+        raise ArchiveError(f"{Path(path).name}: not a zip or tar archive, nor 7z (corrupt or truncated download?)")
+    return kind
 
 
 def _check_name(archive: Path, name: str) -> str:
@@ -50,59 +75,199 @@ def _check_name(archive: Path, name: str) -> str:
     return str(pure)
 
 
-def _zip_members(path: Path) -> Iterator[tuple[str, int, object]]:
+def _check_totals(archive: Path, entries: int, total_bytes: int) -> None:
+    if entries > MAX_MEMBERS:
+        raise ArchiveError(f"{archive.name}: refusing archive: more than {MAX_MEMBERS} entries (archive bomb?)")
+    if total_bytes > MAX_TOTAL_BYTES:
+        raise ArchiveError(f"{archive.name}: refusing archive: declares more than {MAX_TOTAL_BYTES} bytes "
+                           "uncompressed (archive bomb?)")
+
+
+def _check_size(archive: Path, name: str, size: int) -> None:
+    if size > MAX_MEMBER_BYTES:
+        raise ArchiveError(f"{archive.name}: refusing entry {name!r}: declares {size} bytes (archive bomb?)")
+
+
+# Entries: (name, declared size, is a folder, open); `open` is None for folders and 7z members.
+
+def _zip_entries(path: Path) -> Iterator[tuple[str, int, bool, object]]:
     with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
+        infos = zf.infolist()
+        _check_totals(path, len(infos), sum(info.file_size for info in infos))
+        for info in infos:
             name = _check_name(path, info.filename)
             if info.is_dir():
+                yield name.rstrip("/"), 0, True, None
                 continue
             mode = info.external_attr >> 16
             if mode and (mode & 0o170000) not in (0, 0o100000):
                 raise ArchiveError(f"{path.name}: refusing entry {name!r}: not a regular file (link or device)")
-            if info.file_size > MAX_MEMBER_BYTES:
-                raise ArchiveError(f"{path.name}: refusing entry {name!r}: declares {info.file_size} bytes (zip bomb?)")
-            yield name, info.file_size, lambda info=info: zf.open(info)
+            _check_size(path, name, info.file_size)
+            yield name, info.file_size, False, lambda info=info: zf.open(info)
 
 
-def _tar_members(path: Path) -> Iterator[tuple[str, int, object]]:
+def _tar_entries(path: Path) -> Iterator[tuple[str, int, bool, object]]:
+    entries = total = 0
     with tarfile.open(path) as tf:
-        for member in tf:
+        while (member := tf.next()) is not None:
+            tf.members.clear()  # streamed: two million headers need not stay in memory
+            entries, total = entries + 1, total + member.size
+            _check_totals(path, entries, total)  # a tar declares no count up front
             name = _check_name(path, member.name)
             if member.isdir():
+                yield name.rstrip("/"), 0, True, None
                 continue
             if not member.isfile():
                 raise ArchiveError(f"{path.name}: refusing entry {name!r}: not a regular file (link or device)")
-            if member.size > MAX_MEMBER_BYTES:
-                raise ArchiveError(f"{path.name}: refusing entry {name!r}: {member.size} bytes is too large")
-            yield name, member.size, lambda member=member: tf.extractfile(member)
+            _check_size(path, name, member.size)
+            yield name, member.size, False, lambda member=member: tf.extractfile(member)
 
 
-def iter_members(path: str | Path) -> Iterator[tuple[str, int, object]]:
-    """Yield (name, declared size, open) for each regular file; `open()` gives a binary stream.
+def _open_7z(path: Path):
+    try:
+        import py7zr
+    except ImportError:
+        raise ArchiveError(f"{path.name}: reading 7z archives needs py7zr (pip install py7zr)") from None
+    archive = py7zr.SevenZipFile(path)
+    if archive.needs_password():
+        archive.close()
+        raise ArchiveError(f"{path.name}: the 7z archive is encrypted; give it unencrypted")
+    return archive
 
-    `open` is only valid until the iteration moves on (tar archives are streamed).
+
+def _7z_entries(path: Path) -> Iterator[tuple[str, int, bool, object]]:
+    with _open_7z(path) as archive:
+        files = list(archive.files)
+    _check_totals(path, len(files), sum(f.uncompressed or 0 for f in files))
+    for f in files:
+        name = _check_name(path, f.filename)
+        if f.is_directory:
+            yield name.rstrip("/"), 0, True, None
+            continue
+        if f.is_symlink or f.is_junction or f.is_socket:
+            raise ArchiveError(f"{path.name}: refusing entry {name!r}: not a regular file (link or device)")
+        _check_size(path, name, f.uncompressed or 0)
+        yield name, f.uncompressed or 0, False, None
+
+
+def _entries(path: Path):
+    kind = archive_kind(path)
+    return {"zip": _zip_entries, "tar": _tar_entries, "7z": _7z_entries}[kind](path), kind
+
+
+def list_entries(path: str | Path) -> tuple[list[tuple[str, int]], list[str]]:
+    """(name, declared size) of each regular file and the names of declared folders, reading no
+    member's data (a tar is still read through once)."""
+    path = Path(path)
+    files, folders = [], []
+    entries, _ = _entries(path)
+    with _damage_is_archive_error(path.name):
+        for name, size, is_dir, _ in entries:
+            if is_dir:
+                folders.append(name)
+            else:
+                files.append((name, size))
+    return files, folders
+
+
+class _ScratchWriter:
+    """Where py7zr writes one member: a file we named, capped at MAX_MEMBER_BYTES."""
+
+    def __init__(self, path: Path):
+        self.file, self.written = open(path, "wb"), 0
+
+    def write(self, data) -> int:
+        self.written += len(data)
+        if self.written > MAX_MEMBER_BYTES:
+            raise ArchiveError(f"an entry is larger than {MAX_MEMBER_BYTES} bytes")
+        return self.file.write(data)
+
+    def read(self, size=None) -> bytes:
+        return b""
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def size(self) -> int:
+        return self.written
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _extract_7z(path: Path, names: list[str], into: Path) -> dict[str, Path]:
+    """Extract the named members of a 7z into `into`, as files named 0, 1, ...; {name: file}.
+
+    A solid 7z can only be decompressed front to back, so the members are written out in one
+    pass (their declared sizes are capped) rather than held in memory.
+    """
+    from py7zr.io import Py7zIO, WriterFactory
+
+    made: dict[str, Path] = {}
+    writers = []
+    root = into.resolve().as_posix()
+
+    class Factory(WriterFactory):
+        def create(self, filename: str) -> Py7zIO:
+            file = into / str(len(writers))
+            writers.append(_ScratchWriter(file))
+            made[str(PurePosixPath(filename).relative_to(root))] = file
+            return writers[-1]
+
+    Py7zIO.register(_ScratchWriter)
+    try:
+        with _damage_is_archive_error(path.name), _open_7z(path) as archive:
+            archive.extract(path=into.resolve(), targets=names, factory=Factory())
+    finally:
+        for writer in writers:  # py7zr versions before 1.1 do not close them
+            writer.close()
+    return made
+
+
+def _7z_members(path: Path, want, scratch) -> Iterator[tuple[str, int, object]]:
+    members = [(name, size) for name, size, is_dir, _ in _7z_entries(path) if not is_dir and want(name)]
+    if not members:
+        return
+    with tempfile.TemporaryDirectory(prefix=".7z-", dir=scratch) as into:
+        made = _extract_7z(path, sorted({name for name, _ in members}), Path(into))
+        for name, size in members:
+            if name not in made:
+                raise ArchiveError(f"{path.name}: entry {name!r} was not extracted")
+            yield name, size, lambda file=made[name]: open(file, "rb")
+
+
+def iter_members(path: str | Path, want: Callable[[str], bool] | None = None,
+                 scratch: str | Path | None = None) -> Iterator[tuple[str, int, object]]:
+    """Yield (name, declared size, open) for each regular file (those `want(name)` accepts);
+    `open()` gives a binary stream.
+
+    `open` is only valid until the iteration moves on (tar archives are streamed). A 7z's
+    wanted members are first extracted into a temporary folder in `scratch` (the system's
+    temporary folder when None), removed when the iteration ends.
     """
     path = Path(path)
-    members = _zip_members(path) if archive_kind(path) == "zip" else _tar_members(path)
+    want = want or (lambda name: True)
+    kind = archive_kind(path)
+    if kind == "7z":
+        members = _7z_members(path, want, scratch)
+    else:
+        entries = _zip_entries(path) if kind == "zip" else _tar_entries(path)
+        members = ((name, size, open_member) for name, size, is_dir, open_member in entries
+                   if not is_dir and want(name))
     with _damage_is_archive_error(path.name):
         yield from members
 
 
 def member_names(path: str | Path) -> list[str]:
-    return [name for name, _, _ in iter_members(path)]
+    return [name for name, _ in list_entries(path)[0]]
 
 
 def directory_names(path: str | Path) -> list[str]:
     """The folders an archive declares as entries of their own (an empty folder exists only so)."""
-    path = Path(path)
-    with _damage_is_archive_error(path.name):
-        if archive_kind(path) == "zip":
-            with zipfile.ZipFile(path) as zf:
-                names = [info.filename for info in zf.infolist() if info.is_dir()]
-        else:
-            with tarfile.open(path) as tf:
-                names = [member.name for member in tf if member.isdir()]
-    return [_check_name(path, name).rstrip("/") for name in names]
+    return list_entries(path)[1]
 
 
 def read_member(open_member, limit: int) -> bytes:
@@ -116,9 +281,9 @@ def read_member(open_member, limit: int) -> bytes:
 
 def extract_member(path: str | Path, name: str, dest: str | Path) -> None:
     """Write one member to `dest` (a path we choose, never the member's own name)."""
-    for member, _, open_member in iter_members(path):
-        if member == name:
-            with _damage_is_archive_error(Path(path).name), open_member() as src, open(dest, "wb") as out:
-                shutil.copyfileobj(src, out, 2**20)
-            return
+    dest = Path(dest)
+    for _, _, open_member in iter_members(path, lambda member: member == name, scratch=dest.parent):
+        with _damage_is_archive_error(Path(path).name), open_member() as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 2**20)
+        return
     raise ArchiveError(f"{Path(path).name}: has no entry {name!r}")

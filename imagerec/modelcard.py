@@ -80,7 +80,8 @@ class Results:
 
     def params_section(self) -> dict | None:
         params = _read_yaml(self.root / PARAMS_FILE) if self.dataset else None
-        section = params.get(self.dataset) if isinstance(params, dict) else None
+        sections = params.get("datasets") if isinstance(params, dict) else None
+        section = sections.get(self.dataset) if isinstance(sections, dict) else None
         return section if isinstance(section, dict) else None
 
     def statistics(self) -> dict | None:

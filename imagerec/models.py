@@ -1,5 +1,6 @@
 """Model builders by name. Every model takes uint8-range pixels (0..255) and returns class
 probabilities, so a saved model needs no preprocessing code beside it."""
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -35,23 +36,52 @@ def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_un
     return keras.Model(inputs, outputs, name="cnn")
 
 
-def mobilenet_v2(input_shape, num_classes, dropout, weights: Path | None):
-    """MobileNetV2 (alpha 1.0) base, frozen, with a new pooling-dropout-dense head."""
-    base = keras.applications.MobileNetV2(
-        input_shape=input_shape, alpha=1.0, include_top=False, weights=str(weights) if weights else None,
-        name=BASE_NAME,
+@dataclass(frozen=True)
+class Backbone:
+    application: str  # the keras.applications constructor
+    default_size: int  # the input side its ImageNet weights were trained at: the default image_size
+    min_size: int  # the smallest input side keras.applications accepts
+    scale_to_unit_range: bool  # True: the base expects [-1, 1]; False: it takes 0..255 itself
+    options: tuple[tuple[str, object], ...] = ()  # further constructor arguments
+
+
+BACKBONES: dict[str, Backbone] = {
+    "mobilenet_v2": Backbone("MobileNetV2", 224, 32, True, (("alpha", 1.0),)),
+    # Its own preprocessing (rescale, ImageNet mean and variance) is part of the base.
+    "efficientnet_v2_b0": Backbone("EfficientNetV2B0", 224, 32, False, (("include_preprocessing", True),)),
+    "resnet50_v2": Backbone("ResNet50V2", 224, 32, True),
+}
+BASE_NAME = "pretrained_base"
+
+
+def _base(backbone: str, input_shape, weights: Path | None) -> keras.Model:
+    spec = BACKBONES[backbone]
+    base = getattr(keras.applications, spec.application)(
+        input_shape=input_shape, include_top=False, weights=str(weights) if weights else None, **dict(spec.options),
     )
+    # Renamed after it is built: EfficientNetV2 picks its preprocessing by its name's "-b0" suffix.
+    base.name = BASE_NAME
     base.trainable = False
+    return base
+
+
+def transfer(input_shape, num_classes, dropout, weights: Path | None, backbone: str):
+    """A pretrained base (BACKBONES), frozen, with a new pooling-dropout-dense head."""
+    base = _base(backbone, input_shape, weights)
     inputs = keras.Input(input_shape)
-    x = layers.Rescaling(1 / 127.5, offset=-1)(inputs)  # MobileNetV2 expects [-1, 1]
+    x = inputs
+    if BACKBONES[backbone].scale_to_unit_range:
+        x = layers.Rescaling(1 / 127.5, offset=-1)(x)
     x = base(x, training=False)  # batch norm stays in inference mode, also once fine-tuning unfreezes it
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name="mobilenet_v2_transfer")
+    return keras.Model(inputs, outputs, name=f"{backbone}_transfer")
 
 
-BASE_NAME = "pretrained_base"
+def mobilenet_v2(input_shape, num_classes, dropout, weights: Path | None):
+    """MobileNetV2 (alpha 1.0) base, frozen, with a new pooling-dropout-dense head."""
+    return transfer(input_shape, num_classes, dropout, weights, "mobilenet_v2")
 
 
 def unfreeze_top(model: keras.Model, layers_count: int) -> None:
@@ -67,7 +97,8 @@ def build(model_params, input_shape, num_classes, weights: Path | None = None,
     """The model `model_params` names. mixed_precision: its layers compute in float16 and keep
     float32 weights (Keras' mixed_float16 policy, a GPU speed-up); the output layer stays float32."""
     settings = model_params.model_dump(exclude={"name", "pretrained"})
-    builder = {"cnn": cnn, "mobilenet_v2": partial(mobilenet_v2, weights=weights)}.get(model_params.name)
+    transfers = {name: partial(transfer, weights=weights, backbone=name) for name in BACKBONES}
+    builder = {"cnn": cnn, **transfers}.get(model_params.name)
     if builder is None:
         raise ValueError(f"unknown model {model_params.name!r}")
     # Layers take the global policy when they are built; the model keeps it after it is reset.

@@ -1,18 +1,37 @@
-"""params.yaml: one schema for every knob, validated when a stage starts.
+"""params.yaml: one schema for every knob, defaults for what a dataset's section leaves out.
+
+params.yaml holds one mapping, `datasets:`, of dataset name to section. A section needs only
+`fetch`; every other key has a default (DEFAULTS, and README's "Your own images" table), taken
+from one of two recipes: a pretrained backbone fine-tuned in two phases (Cats vs Dogs' recipe),
+or a CNN from scratch (for many small images, or when `model.name: cnn` is asked for).
 
 A wrong type, an out-of-range value or an unknown key stops the stage with one line that
-names the key, e.g. `params.yaml: mnist.train.epochs: must be >= 1 (got 0)`.
+names the key, e.g. `params.yaml: datasets.mnist.train.epochs: Input should be greater than or equal to 1 (got 0)`.
+
+The configure stage resolves a section (defaults filled in) and writes one small JSON file per
+stage (STAGE_SECTIONS): each stage depends on its own file only, so DVC re-runs exactly the
+stages whose settings changed, also for keys a section leaves to their defaults.
 """
+import copy
+import re
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Callable, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ImagerecError
-from .sources import DATASET_SOURCES
+from .files import read_json, write_json
 
 PARAMS_FILE = "params.yaml"
+DATASETS_KEY = "datasets"
+# A dataset name becomes a DVC stage name (`train@<name>`) and a folder name (data/raw/<name>).
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# The backbones keras.applications offers here, with the image size their ImageNet weights were trained at.
+BACKBONES = ("mobilenet_v2", "efficientnet_v2_b0", "resnet50_v2")
+BACKBONE_IMAGE_SIZE = {"mobilenet_v2": 224, "efficientnet_v2_b0": 224, "resnet50_v2": 224}
+# How many of the base's top layers fine-tuning trains: about its last third.
+BACKBONE_FINE_TUNE_LAYERS = {"mobilenet_v2": 54, "efficientnet_v2_b0": 90, "resnet50_v2": 64}
 
 
 class _Section(BaseModel):
@@ -20,8 +39,27 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
 class Fetch(_Section):
-    source: str  # checked against the dataset's registry entry in DatasetParams
+    """Where the images come from. `source` is a built-in source of the dataset's name
+    (mnist: keras; cifar10: toronto; cats_vs_dogs: tensorflow, petimages), or one of
+    folder (path), url (url, sha256) and kaggle (dataset or competition, files)."""
+    source: str
+    path: str | None = None  # folder: a directory or an archive, relative to the repository root or absolute
+    url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    sha256: Sha256 | None = None  # url: the published checksum; without one the first download's is recorded
+    dataset: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$")  # kaggle: owner/name
+    competition: str | None = Field(default=None, pattern=r"^[\w.-]+$")  # kaggle
+    files: list[Annotated[str, Field(min_length=1)]] | None = None  # kaggle: files of the dataset or competition
+
+    def keys_given(self) -> set[str]:
+        return {key for key in self.model_fields_set if key != "source"}
+
+
+_FETCH_KEYS = {"folder": ({"path"}, {"path"}), "url": ({"url"}, {"url", "sha256"}),
+               "kaggle": (set(), {"dataset", "competition", "files"})}  # source -> (required, allowed)
 
 
 class Preprocess(_Section):
@@ -69,13 +107,14 @@ class CnnModel(_Section):
     dropout: float = Field(ge=0, lt=1)
 
 
-class MobileNetV2Model(_Section):
-    name: Literal["mobilenet_v2"]
+class PretrainedModel(_Section):
+    """A keras.applications backbone (frozen) with a new pooling-dropout-dense head."""
+    name: Literal["mobilenet_v2", "efficientnet_v2_b0", "resnet50_v2"]
     pretrained: Literal["none", "imagenet"]
     dropout: float = Field(ge=0, lt=1)
 
 
-Model = Annotated[Union[CnnModel, MobileNetV2Model], Field(discriminator="name")]
+Model = Annotated[Union[CnnModel, PretrainedModel], Field(discriminator="name")]
 
 
 class FineTune(_Section):
@@ -96,7 +135,7 @@ class Train(_Section):
     early_stopping_patience: int = Field(ge=0)  # 0: no early stopping
     fine_tune: FineTune | None = None  # pretrained models only; absent: the base stays frozen
     strategy: Literal["default", "mirrored", "multi_worker"]  # tf.distribute; multi_worker reads TF_CONFIG
-    # GPU speed settings, off in params.yaml: on a 2-core CPU they made a train step slower,
+    # GPU speed settings, off by default: on a 2-core CPU they made a train step slower,
     # mixed precision 8-11x and XLA 2-3x (benchmarks/speed_settings.py).
     mixed_precision: bool  # float16 compute, float32 weights; the saved model computes in float32
     # XLA-compile the train step. Keras will not while TF's op determinism is on, so the train stage
@@ -133,20 +172,134 @@ class DatasetParams(_Section):
     export: Export
 
     @model_validator(mode="after")
-    def _known_source_and_shape(self):
-        allowed = sorted(DATASET_SOURCES[self.name])
-        if self.fetch.source not in allowed:
-            raise ValueError(f"fetch.source: unknown source {self.fetch.source!r} (allowed: {', '.join(allowed)})")
-        if self.model.name == "mobilenet_v2" and self.preprocess.color_mode != "rgb":
-            raise ValueError("preprocess.color_mode: mobilenet_v2 needs rgb images")
-        if self.train.fine_tune and not (self.model.name == "mobilenet_v2" and self.model.pretrained != "none"):
+    def _consistent(self):
+        from .sources import builtin_sources, kaggle_preset
+
+        fetch = self.fetch
+        builtin = builtin_sources(self.name)
+        if fetch.source in _FETCH_KEYS:
+            required, allowed = _FETCH_KEYS[fetch.source]
+            for key in sorted(fetch.keys_given() - allowed):
+                raise ValueError(f"fetch.{key}: not a key of source {fetch.source!r} (its keys: {', '.join(sorted(allowed))})")
+            for key in sorted(required - fetch.keys_given()):
+                raise ValueError(f"fetch.{key}: missing key (source {fetch.source!r} needs it)")
+            if fetch.source == "kaggle":
+                _check_kaggle(fetch, kaggle_preset(self.name) is not None)
+        elif fetch.source in builtin:
+            for key in sorted(fetch.keys_given()):
+                raise ValueError(f"fetch.{key}: not a key of the built-in source {fetch.source!r}")
+        else:
+            allowed = sorted(set(builtin) - {"kaggle"}) + list(_FETCH_KEYS)
+            raise ValueError(f"fetch.source: unknown source {fetch.source!r} (allowed: {', '.join(allowed)})")
+        pretrained = self.model.name in BACKBONES
+        if pretrained and self.preprocess.color_mode != "rgb":
+            raise ValueError(f"preprocess.color_mode: {self.model.name} needs rgb images")
+        if self.train.fine_tune and not (pretrained and self.model.pretrained != "none"):
             raise ValueError("train.fine_tune: only a pretrained model can be fine-tuned")
-        if self.model.name == "mobilenet_v2" and self.preprocess.image_size < 32:
-            raise ValueError("preprocess.image_size: mobilenet_v2 needs images of at least 32x32")
+        if pretrained and self.preprocess.image_size < 32:
+            raise ValueError(f"preprocess.image_size: {self.model.name} needs images of at least 32x32")
         return self
 
 
-_MODEL_TAGS = {"cnn", "mobilenet_v2"}
+def _check_kaggle(fetch: Fetch, has_preset: bool) -> None:
+    if fetch.dataset and fetch.competition:
+        raise ValueError("fetch: give either fetch.dataset or fetch.competition, not both")
+    if not (fetch.dataset or fetch.competition):
+        if fetch.files or not has_preset:
+            raise ValueError("fetch.dataset: missing key (source 'kaggle' needs dataset: owner/name or competition: name)")
+    if fetch.competition and not fetch.files:
+        raise ValueError("fetch.files: missing key (a Kaggle competition needs the files to download)")
+
+
+# --- defaults ----------------------------------------------------------------------------------
+
+_COMMON = {
+    "seed": 42,
+    "train": {"schedule": "cosine", "strategy": "default", "mixed_precision": False, "jit_compile": False},
+    "evaluate": {"samples_shown": 24},
+    "export": {"formats": ["saved_model", "tflite_float32", "tflite_dynamic_range", "tflite_int8"],
+               "calibration_images": 200},
+}
+# Cats vs Dogs' recipe: the new head on the frozen ImageNet base, then its top third fine-tuned.
+PRETRAINED_RECIPE = {
+    "preprocess": {"color_mode": "rgb", "val_fraction": 0.2, "test_fraction": 0.2, "max_per_class": 0},
+    "augment": {"enabled": True, "flip": "horizontal", "rotation": 0.05, "zoom": 0.1, "translation": 0.0,
+                "contrast": 0.0, "erasing": 0.0, "fill_mode": "reflect", "interpolation": "bilinear",
+                "preview_images": 8},
+    "model": {"name": "mobilenet_v2", "pretrained": "imagenet", "dropout": 0.2},
+    "train": {"epochs": 6, "batch_size": 32, "learning_rate": 0.001, "warmup_epochs": 0, "weight_decay": 0.0,
+              "label_smoothing": 0.0, "early_stopping_patience": 3,
+              "fine_tune": {"epochs": 8, "learning_rate": 0.00003}},
+    "evaluate": {"batch_size": 16, "tta": "flip"},
+    "export": {"batch_size": 16},
+}
+# CIFAR-10's recipe, narrower: for many small images, where ImageNet features help least.
+SCRATCH_RECIPE = {
+    "preprocess": {"color_mode": "rgb", "val_fraction": 0.1, "test_fraction": 0.2, "max_per_class": 0},
+    "augment": {"enabled": True, "flip": "horizontal", "rotation": 0.0, "zoom": 0.0, "translation": 0.125,
+                "contrast": 0.0, "erasing": 0.0, "fill_mode": "reflect", "interpolation": "nearest",
+                "preview_images": 8},
+    "model": {"name": "cnn", "pretrained": "none", "filters": [32, 64, 128], "convs_per_block": 2,
+              "batch_norm": True, "batch_norm_momentum": 0.99, "pooling": "global_max", "dense_units": 0,
+              "dropout": 0.1},
+    "train": {"epochs": 30, "batch_size": 128, "learning_rate": 0.003, "warmup_epochs": 1, "weight_decay": 0.05,
+              "label_smoothing": 0.1, "early_stopping_patience": 10},
+    "evaluate": {"batch_size": 500, "tta": "flip"},
+    "export": {"batch_size": 250},
+}
+# A CNN from scratch is the default only for many small images: below this many, or above this
+# side, ImageNet features win.
+SCRATCH_MAX_SIDE = 64
+SCRATCH_MIN_IMAGES = 10_000
+SCRATCH_DEFAULT_SIDE = 32
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _model_name(section: dict) -> str | None:
+    model = section.get("model")
+    return model.get("name") if isinstance(model, dict) else None
+
+
+def defaults(section: dict, survey: Callable[[], dict] | None = None) -> dict:
+    """The defaults for what `section` leaves out.
+
+    The recipe: the model the section names; else, for a local folder whose images are many
+    and small (`survey()`: {"images", "median_side"}), a CNN from scratch at their size; else
+    MobileNetV2 with ImageNet weights. The image size is the backbone's, or the images' own."""
+    name = _model_name(section)
+    side = None
+    if name is None and survey is not None:
+        found = survey()
+        median = found.get("median_side")
+        if median is not None and found["images"] >= SCRATCH_MIN_IMAGES and median <= SCRATCH_MAX_SIDE:
+            name, side = "cnn", max(8, round(median))
+    if name == "cnn":
+        recipe = _merge(_COMMON, SCRATCH_RECIPE)
+        recipe["preprocess"]["image_size"] = side or SCRATCH_DEFAULT_SIDE
+        return recipe
+    recipe = _merge(_COMMON, PRETRAINED_RECIPE)
+    backbone = name if name in BACKBONES else recipe["model"]["name"]
+    recipe["model"]["name"] = backbone
+    recipe["preprocess"]["image_size"] = BACKBONE_IMAGE_SIZE[backbone]
+    recipe["train"]["fine_tune"]["layers"] = BACKBONE_FINE_TUNE_LAYERS[backbone]
+    pretrained = (section.get("model") or {}).get("pretrained") if isinstance(section.get("model"), dict) else None
+    if pretrained == "none":  # random weights: nothing to fine-tune in a second phase
+        del recipe["train"]["fine_tune"]
+    return recipe
+
+
+# --- reading params.yaml --------------------------------------------------------------------------
+
+_MODEL_TAGS = {"cnn", *BACKBONES}
 
 
 def _describe(error: dict) -> str:
@@ -166,8 +319,8 @@ def _describe(error: dict) -> str:
     return f"{loc}: {message}{got}".lstrip(": ")
 
 
-def load(dataset: str, path: str | Path = PARAMS_FILE) -> DatasetParams:
-    """Validate the whole params file and return the section of `dataset`."""
+def read_sections(path: str | Path = PARAMS_FILE) -> dict[str, dict]:
+    """params.yaml's `datasets:` mapping, its names checked; the sections as written."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -175,24 +328,109 @@ def load(dataset: str, path: str | Path = PARAMS_FILE) -> DatasetParams:
         raise ImagerecError(f"{path}: not found (run from the repository root)") from None
     except yaml.YAMLError as err:
         raise ImagerecError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
-    if not isinstance(raw, dict):
-        raise ImagerecError(f"{path}: must be a mapping of dataset name to settings")
-    for key in raw:
-        if key not in DATASET_SOURCES:
-            raise ImagerecError(f"{path}: {key}: unknown dataset (allowed: {', '.join(DATASET_SOURCES)})")
-    if dataset not in raw:
-        raise ImagerecError(f"{path}: {dataset}: missing section for this dataset")
-    sections = {}
-    for name, section in raw.items():
+    if not isinstance(raw, dict) or set(raw) != {DATASETS_KEY}:
+        raise ImagerecError(f"{path}: must hold one key, `{DATASETS_KEY}:`, a mapping of dataset name to settings")
+    sections = raw[DATASETS_KEY]
+    if not isinstance(sections, dict) or not sections:
+        raise ImagerecError(f"{path}: {DATASETS_KEY}: must map at least one dataset name to its settings")
+    for name, section in sections.items():
+        if not isinstance(name, str) or not DATASET_NAME.fullmatch(name):
+            raise ImagerecError(
+                f"{path}: {DATASETS_KEY}: {name!r} cannot be a dataset name: use up to 64 letters, digits, '_' "
+                "and '-', starting with a letter or digit (it becomes a DVC stage name and a folder name)")
         if not isinstance(section, dict):
-            raise ImagerecError(f"{path}: {name}: must be a mapping")
+            raise ImagerecError(f"{path}: {DATASETS_KEY}.{name}: must be a mapping (at least `fetch:`)")
         if "name" in section:
-            raise ImagerecError(f"{path}: {name}.name: unknown key")
-        try:
-            sections[name] = DatasetParams.model_validate({**section, "name": name})
-        except ValidationError as err:
-            errors = err.errors(include_url=False)
-            # A misspelt key shows up twice, as unknown and as missing: name the unknown one.
-            first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-            raise ImagerecError(f"{path}: {name}.{_describe(first)}") from None
-    return sections[dataset]
+            raise ImagerecError(f"{path}: {DATASETS_KEY}.{name}.name: unknown key")
+    return sections
+
+
+def resolve(name: str, section: dict, survey: Callable[[], dict] | None = None,
+            path: str | Path = PARAMS_FILE) -> DatasetParams:
+    """Validate `section` with its defaults filled in; an error names the key in params.yaml."""
+    where = f"{path}: {DATASETS_KEY}.{name}"
+    if not isinstance(section.get("fetch"), dict):
+        raise ImagerecError(f"{where}.fetch: missing key (where the images come from, e.g. source: folder, path: ...)")
+    try:
+        full = _merge(defaults(section, survey), section)
+        return DatasetParams.model_validate({**full, "name": name})
+    except ValidationError as err:
+        errors = err.errors(include_url=False)
+        # A misspelt key shows up twice, as unknown and as missing: name the unknown one.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+        raise ImagerecError(f"{where}.{_describe(first)}") from None
+
+
+def load(dataset: str, path: str | Path = PARAMS_FILE, survey: Callable[[], dict] | None = None) -> DatasetParams:
+    """Validate the whole params file and return the resolved section of `dataset`."""
+    sections = read_sections(path)
+    if dataset not in sections:
+        raise ImagerecError(f"{path}: {DATASETS_KEY}.{dataset}: no such dataset (have: {', '.join(sections)})")
+    for name, section in sections.items():
+        if name != dataset:
+            resolve(name, section, None, path)  # a typo elsewhere in the file is still an error now
+    return resolve(dataset, sections[dataset], survey, path)
+
+
+# --- one resolved file per stage ------------------------------------------------------------------
+
+# What each stage reads, and nothing else: a stage re-runs when one of these changes.
+STAGE_SECTIONS = {
+    "fetch": ("fetch",),
+    "preprocess": ("seed", "preprocess"),
+    "augment": ("seed", "augment"),
+    "train": ("seed", "model", "train"),
+    "evaluate": ("seed", "evaluate"),
+    "export": ("seed", "export"),
+}
+
+
+class Weights(_Section):
+    model: str
+    pretrained: str
+
+
+class StageParams(_Section):
+    """One stage's resolved settings, as the configure stage wrote them."""
+    dataset: str
+    seed: int | None = None
+    fetch: Fetch | None = None
+    weights: Weights | None = None  # fetch: the pretrained weights the model needs
+    fingerprint: str | None = None  # fetch from a folder: its files' names, sizes and times
+    preprocess: Preprocess | None = None
+    augment: Augment | None = None
+    model: Model | None = None
+    train: Train | None = None
+    evaluate: Evaluate | None = None
+    export: Export | None = None
+
+
+def stage_configs(p: DatasetParams, fingerprint: str | None = None) -> dict[str, dict]:
+    """{stage: the JSON its config file holds}."""
+    full = p.model_dump(mode="json", exclude_unset=False)
+    configs = {}
+    for stage, keys in STAGE_SECTIONS.items():
+        config = {"dataset": p.name, **{key: full[key] for key in keys}}
+        if stage == "fetch":
+            config["fetch"] = p.fetch.model_dump(mode="json", exclude_none=True)
+            config["weights"] = {"model": p.model.name, "pretrained": p.model.pretrained}
+            if fingerprint is not None:
+                config["fingerprint"] = fingerprint
+        configs[stage] = config
+    return configs
+
+
+def write_stage_configs(p: DatasetParams, out_dir: Path, fingerprint: str | None = None) -> None:
+    for stage, config in stage_configs(p, fingerprint).items():
+        write_json(Path(out_dir) / f"{stage}.json", config)
+
+
+def load_stage(path: str | Path) -> StageParams:
+    """A stage's config file (data/config/<dataset>/<stage>.json), validated again."""
+    path = Path(path)
+    try:
+        return StageParams.model_validate(read_json(path))
+    except FileNotFoundError:
+        raise ImagerecError(f"{path}: not found (run the configure stage first: dvc repro)") from None
+    except (ValueError, ValidationError) as err:
+        raise ImagerecError(f"{path}: not a stage config written by configure ({' '.join(str(err).split())[:160]})") from None

@@ -121,7 +121,7 @@ def write(base: str, out: Path) -> Path:
     if _run("git", "status", "--porcelain", "--untracked-files=no").strip():
         head += " with uncommitted changes"
     params_file = root / "params.yaml"
-    datasets = list(yaml.safe_load(params_file.read_text()) or {}) if params_file.is_file() else []
+    datasets = list((yaml.safe_load(params_file.read_text()) or {}).get("datasets") or {}) if params_file.is_file() else []
     metrics = json.loads(_run("dvc", "metrics", "diff", base, "--all", "--json") or "{}")
     params_md = _run("dvc", "params", "diff", base, "--md").strip()
     lines = [f"# Pipeline report: `{base}` → {NEW}", "", f"Base `{base}` ({base_sha}); {NEW}: {head}.", "",

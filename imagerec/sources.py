@@ -1,41 +1,53 @@
-"""Where the bytes come from: the registry of official sources, downloads, the mirror, Kaggle.
+"""Where the bytes come from: the registry of official sources, downloads, the mirror, Kaggle,
+local folders and URLs named in params.
 
-Every file is checked against a sha256 before it is kept: the published one for official
-downloads, the mirror's SHA256SUMS for mirror copies. A file that does not match is deleted,
-never renamed into place.
+Every file is checked before it is kept: against the published checksum for official
+downloads, the mirror's SHA256SUMS for mirror copies, and, where nobody publishes one, the
+sha256 of the first download recorded in a small JSON file kept in git (trust on first use).
+A file that does not match is deleted, never renamed into place.
 """
 import contextlib
 import hashlib
 import io
+import json
 import os
+import re
 import shutil
+import tarfile
 import time
+import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
 
+from . import archives
 from .errors import ImagerecError
 
 MIRROR_ENV = "IMAGEREC_MIRROR"
+SOURCE_RECORD = "source.json"  # what was fetched, beside the fetched files
 
 
 @dataclass(frozen=True)
 class RemoteFile:
     filename: str
     url: str
-    sha256: str | None  # None: no published checksum; the first download's is recorded (trust on first use)
+    # The published checksum: sha256 (64 hex), or md5 (32 hex) where that is all the publisher
+    # gives (Keras' weights). None: none published; the first download's is recorded (trust on first use).
+    sha256: str | None
     # Names under which a mirror may hold this file, best first. A mirror may hold a stand-in
     # in another format (e.g. CIFAR-10 as an image-folder archive); preprocess reads either.
     mirror_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
-class KaggleCompetition:
-    competition: str
-    member: str  # the labelled archive inside the competition's download
-    filename: str
+class KaggleSource:
+    """Files of a Kaggle competition, or of a Kaggle dataset ("owner/name"; no files: all of it)."""
+    competition: str | None = None
+    dataset: str | None = None
+    files: tuple[str, ...] = ()
 
 
-DATASET_SOURCES: dict[str, dict[str, RemoteFile | KaggleCompetition]] = {
+DATASET_SOURCES: dict[str, dict[str, RemoteFile | KaggleSource]] = {
     "mnist": {
         "keras": RemoteFile(
             "mnist.npz",
@@ -43,6 +55,7 @@ DATASET_SOURCES: dict[str, dict[str, RemoteFile | KaggleCompetition]] = {
             "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",
             mirror_names=("mnist.npz",),
         ),
+        "kaggle": KaggleSource(competition="digit-recognizer", files=("train.csv",)),
     },
     "cifar10": {
         "toronto": RemoteFile(
@@ -51,6 +64,7 @@ DATASET_SOURCES: dict[str, dict[str, RemoteFile | KaggleCompetition]] = {
             "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
             mirror_names=("cifar-10-python.tar.gz", "cifar10_jpeg_full.tar.gz"),
         ),
+        "kaggle": KaggleSource(competition="cifar-10", files=("train.7z", "trainLabels.csv")),
     },
     "cats_vs_dogs": {
         "tensorflow": RemoteFile(
@@ -65,18 +79,40 @@ DATASET_SOURCES: dict[str, dict[str, RemoteFile | KaggleCompetition]] = {
             None,
             mirror_names=("kagglecatsanddogs_5340.zip",),
         ),
-        "kaggle": KaggleCompetition("dogs-vs-cats", member="train.zip", filename="dogs-vs-cats-train.zip"),
+        # Only the labelled train.zip: the competition's whole bundle adds the unlabelled test set.
+        "kaggle": KaggleSource(competition="dogs-vs-cats", files=("train.zip",)),
     },
 }
 
-_MOBILENET_V2_NO_TOP = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
+
+def builtin_sources(dataset: str) -> list[str]:
+    """The registry's source names for a built-in dataset ([] for any other name)."""
+    return list(DATASET_SOURCES.get(dataset, {}))
+
+
+def kaggle_preset(dataset: str) -> dict | None:
+    """The Kaggle download that `{"source": "kaggle"}` alone means for a built-in dataset, as a fetch section."""
+    preset = DATASET_SOURCES.get(dataset, {}).get("kaggle")
+    if preset is None:
+        return None
+    return {"source": "kaggle", "competition": preset.competition, "dataset": preset.dataset,
+            "files": list(preset.files)}
+
+
+def _keras_weights(folder: str, filename: str, md5: str | None) -> RemoteFile:
+    url = f"https://storage.googleapis.com/tensorflow/keras-applications/{folder}/{filename}"
+    return RemoteFile(filename, url, md5, mirror_names=(filename,))
+
+
+# No-top ImageNet weights, with the URLs and hashes keras/src/applications/*.py publish
+# (md5 for EfficientNetV2 and ResNet50V2; none for MobileNetV2).
 PRETRAINED_WEIGHTS: dict[tuple[str, str], RemoteFile] = {
-    ("mobilenet_v2", "imagenet"): RemoteFile(
-        _MOBILENET_V2_NO_TOP,
-        f"https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/{_MOBILENET_V2_NO_TOP}",
-        None,
-        mirror_names=(_MOBILENET_V2_NO_TOP,),
-    ),
+    ("mobilenet_v2", "imagenet"): _keras_weights(
+        "mobilenet_v2", "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5", None),
+    ("efficientnet_v2_b0", "imagenet"): _keras_weights(
+        "efficientnet_v2", "efficientnetv2-b0_notop.h5", "893217f2bb855e2983157299931e43ff"),
+    ("resnet50_v2", "imagenet"): _keras_weights(
+        "resnet", "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", "fac2f116257151a9d068a22e544a4917"),
 }
 WEIGHTS_MIRROR_FOLDER = "weights"
 
@@ -86,7 +122,11 @@ class ChecksumError(ImagerecError):
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+    return _digest(path, "sha256")
+
+
+def _digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(2**20), b""):
             digest.update(chunk)
@@ -94,10 +134,15 @@ def sha256_of(path: Path) -> str:
 
 
 def _verify(path: Path, expected: str | None, what: str) -> str:
+    """The file's sha256, once it matches `expected` (a sha256, or a 32-hex md5 as Keras publishes)."""
     actual = sha256_of(path)
-    if expected is not None and actual != expected:
+    if expected is None:
+        return actual
+    algorithm = "md5" if len(expected) == 32 else "sha256"
+    got = _digest(path, "md5") if algorithm == "md5" else actual
+    if got != expected.lower():
         path.unlink()
-        raise ChecksumError(f"{what}: sha256 mismatch (expected {expected}, got {actual}); file discarded")
+        raise ChecksumError(f"{what}: {algorithm} mismatch (expected {expected}, got {got}); file discarded")
     return actual
 
 
@@ -177,48 +222,44 @@ def download(url: str, dest: Path, sha256: str | None, retries: int = 3, timeout
     return digest
 
 
-def _kaggle_download(source: KaggleCompetition, dest: Path) -> str:
-    # Importing `kaggle` authenticates at once and prints a help text to stdout when no
-    # credentials exist; authenticate() then raises SystemExit. Keep both contained.
+# --- trust on first use ------------------------------------------------------------------------
+
+def _recorded(record_path: Path) -> dict[str, str]:
+    if not record_path.exists():
+        return {}
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            from kaggle.api.kaggle_api_extended import KaggleApi
-
-            api = KaggleApi()
-            api.authenticate()
-    except (SystemExit, Exception):
-        raise ImagerecError(
-            "Kaggle credentials not found: save your API token as ~/.kaggle/access_token "
-            "(or set KAGGLE_API_TOKEN), or choose another cats_vs_dogs.fetch.source"
-        ) from None
-    from .archives import extract_member
-
-    workdir = dest.parent / ".kaggle-download"
-    workdir.mkdir(exist_ok=True)
-    try:
-        api.competition_download_files(source.competition, path=str(workdir), quiet=False)
-        bundle = workdir / f"{source.competition}.zip"
-        if not bundle.is_file():
-            raise ImagerecError(f"Kaggle download of {source.competition!r} produced no {bundle.name}")
-        extract_member(bundle, source.member, dest)
-    except ImagerecError:
-        raise
-    except Exception as err:
-        raise ImagerecError(
-            f"Kaggle download of {source.competition!r} failed: {' '.join(str(err).split())[:200]} "
-            "(have you accepted the competition's rules on kaggle.com?)"
-        ) from None
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return sha256_of(dest)
+        recorded = json.loads(record_path.read_text())
+    except (OSError, ValueError) as err:
+        raise ImagerecError(f"{record_path}: unreadable sha256 record ({' '.join(str(err).split())[:160]})") from None
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        raise ImagerecError(f"{record_path}: not a JSON object of source -> sha256")
+    return recorded
 
 
-def fetch_file(source: RemoteFile | KaggleCompetition, mirror_folder: str, out_dir: Path, mirror: Mirror | None) -> dict:
-    """Get one source file into `out_dir`; return what was fetched, for the record."""
-    if isinstance(source, KaggleCompetition):
-        dest = out_dir / source.filename
-        digest = _kaggle_download(source, dest)
-        return {"file": dest.name, "origin": f"kaggle competition {source.competition}", "sha256": digest}
+def trust_on_first_use(record_path: Path, key: str, path: Path, digest: str) -> None:
+    """Record the sha256 of `key`'s first download in `record_path` (kept in git); a later
+    download must match it. A mismatch discards `path`, the record stays as it was."""
+    from .files import write_json
+
+    recorded = _recorded(Path(record_path))
+    if key not in recorded:
+        write_json(record_path, dict(sorted({**recorded, key: digest}.items())))  # sorted: small git diffs
+    elif recorded[key] != digest:
+        path.unlink()
+        raise ChecksumError(
+            f"{key}: sha256 {digest} differs from the sha256 recorded in {record_path} on first download "
+            f"({recorded[key]}); file discarded (delete the entry if the source changed on purpose)"
+        )
+
+
+# --- official files: registry entries and pretrained weights -----------------------------------
+
+def fetch_file(source: RemoteFile, mirror_folder: str, out_dir: Path, mirror: Mirror | None,
+               record_path: Path | None = None) -> dict:
+    """Get one registry file into `out_dir`; return what was fetched, for the record.
+
+    record_path: where a download without a published checksum is checked against (or
+    recorded as) its first download's sha256; None only notes that it was not checked."""
     if mirror is not None:
         name = mirror.find(mirror_folder, source.mirror_names)
         if name is None:
@@ -229,6 +270,226 @@ def fetch_file(source: RemoteFile | KaggleCompetition, mirror_folder: str, out_d
     dest = out_dir / source.filename
     digest = download(source.url, dest, source.sha256)
     record = {"file": dest.name, "origin": source.url, "sha256": digest}
-    if source.sha256 is None:
+    if source.sha256 is None and record_path is not None:
+        trust_on_first_use(record_path, source.url, dest, digest)
+    elif source.sha256 is None:
         record["note"] = "no published checksum: this first download's sha256 is recorded (trust on first use)"
     return record
+
+
+# --- local folders and archives ----------------------------------------------------------------
+
+
+
+def _unreadable(err: OSError):
+    raise ImagerecError(f"{err.filename}: cannot read ({err.strerror})")
+
+
+def _folder_files(root: Path) -> list[tuple[str, Path]]:
+    """Every regular file under `root` by its POSIX path relative to root, sorted. Symlinks are
+    skipped (os.walk does not enter linked directories): the data is what the folder holds."""
+    found = []
+    for dirpath, _, filenames in os.walk(root, onerror=_unreadable):
+        for name in filenames:
+            path = Path(dirpath, name)
+            if not path.is_symlink() and path.is_file():
+                found.append((path.relative_to(root).as_posix(), path))
+    return sorted(found)
+
+
+def _local_path(path: str | Path) -> Path:
+    """A fetch.path: relative to the current directory (the repo root), ~ expanded."""
+    resolved = Path(path).expanduser()
+    if not resolved.exists():
+        raise ImagerecError(f"{path}: no such file or directory")
+    return resolved
+
+
+def folder_fingerprint(path: str | Path) -> str:
+    """A cheap sha256 over the (relative path, size, mtime) of every file of a folder, or of the
+    single archive: it changes when the data does, without reading it (DVC notices the change)."""
+    root = _local_path(path)
+    entries = _folder_files(root) if root.is_dir() else [(root.name, root)]
+    digest = hashlib.sha256()
+    for name, file in entries:
+        stat = file.stat()
+        digest.update(os.fsencode(name) + f"\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _pack(root: Path, dest: Path) -> None:
+    """One uncompressed tar of the folder's files, byte-identical for identical contents (no
+    mtimes, owners or modes of this checkout), so DVC caches it once."""
+    files = _folder_files(root)
+    if not files:
+        raise ImagerecError(f"{root}: the folder holds no files")
+    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, path in files:
+            info = tarfile.TarInfo(name)  # mtime, uid and gid 0, no user or group names
+            info.size, info.mode = path.stat().st_size, 0o644
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
+
+
+def _fetch_folder(fetch: dict, out_dir: Path) -> dict:
+    source = _local_path(fetch["path"])
+    if source.is_dir():
+        dest = out_dir / f"{source.resolve().name or 'folder'}.tar"
+    elif source.is_file() and archives.sniff(source):
+        dest = out_dir / source.name  # copied as it is: the dataset reader expands archives
+    else:
+        raise ImagerecError(f"{fetch['path']}: neither a directory nor a zip, tar or 7z archive")
+    tmp = dest.with_name(dest.name + ".part")
+    if source.is_dir():
+        _pack(source, tmp)
+    else:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, dest)
+    return {"file": dest.name, "origin": str(fetch["path"]), "sha256": sha256_of(dest)}
+
+
+# --- URLs ---------------------------------------------------------------------------------------
+
+def _url_filename(url: str) -> str:
+    """The URL path's last part, reduced to a safe file name (`download` when nothing is left)."""
+    name = unquote(PurePosixPath(urlsplit(url).path).name)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".") or "download"
+
+
+def _fetch_url(fetch: dict, out_dir: Path, record_path: Path) -> dict:
+    url, expected = fetch["url"], fetch.get("sha256")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ImagerecError(f"{url}: only http:// and https:// URLs can be fetched")
+    dest = out_dir / _url_filename(url)
+    digest = download(url, dest, expected)
+    if expected is None:
+        trust_on_first_use(record_path, url, dest, digest)
+    return {"file": dest.name, "origin": url, "sha256": digest}
+
+
+# --- Kaggle -------------------------------------------------------------------------------------
+
+def _kaggle_api(dataset: str):
+    # Importing `kaggle` authenticates at once and prints a help text to stdout when no
+    # credentials exist; authenticate() then raises SystemExit. Keep both contained.
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            from kaggle.api.kaggle_api_extended import KaggleApi
+
+            api = KaggleApi()
+            api.authenticate()
+    except ImportError:
+        raise ImagerecError("the kaggle package is not installed (pip install kaggle)") from None
+    except (SystemExit, Exception):
+        raise ImagerecError(
+            "Kaggle credentials not found: save your API token as ~/.kaggle/access_token "
+            f"(or set KAGGLE_API_TOKEN), or choose another fetch.source for {dataset}"
+        ) from None
+    return api
+
+
+def _kaggle_target(dataset: str, fetch: dict) -> KaggleSource:
+    competition, owner_name = fetch.get("competition"), fetch.get("dataset")
+    files = tuple(fetch.get("files") or ())
+    if competition is None and owner_name is None:
+        preset = DATASET_SOURCES.get(dataset, {}).get("kaggle")
+        if preset is None:
+            raise ImagerecError(f"{dataset}: a kaggle source needs a competition or a dataset (owner/name)")
+        return preset
+    if competition is not None and owner_name is not None:
+        raise ImagerecError(f"{dataset}: a kaggle source takes a competition or a dataset, not both")
+    if competition is not None and not files:
+        raise ImagerecError(f"{dataset}: Kaggle competition {competition!r}: list the files to download")
+    return KaggleSource(competition, owner_name, files)
+
+
+def _kaggle_get(api, target: KaggleSource, file: str | None, workdir: Path) -> Path:
+    """Download one file (None: the whole dataset) into `workdir`; the path it arrived at.
+    Kaggle serves large files zipped as `<file>.zip`: that is kept as it is."""
+    if file is None:
+        api.dataset_download_files(target.dataset, path=str(workdir), unzip=False, quiet=False)
+        candidates = [workdir / f"{target.dataset.split('/')[1]}.zip"]
+    else:
+        if target.competition is not None:
+            api.competition_download_file(target.competition, file, path=str(workdir), quiet=False)
+        else:
+            api.dataset_download_file(target.dataset, file, path=str(workdir), quiet=False)
+        candidates = [workdir / file, workdir / f"{file}.zip"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ImagerecError(f"Kaggle download of {file or target.dataset!r} produced no {candidates[0].name}")
+
+
+def _fetch_kaggle(dataset: str, fetch: dict, out_dir: Path, record_path: Path) -> list[dict]:
+    target = _kaggle_target(dataset, fetch)
+    api = _kaggle_api(dataset)
+    name = target.competition or target.dataset
+    origin = f"kaggle competition {name}" if target.competition else f"kaggle dataset {name}"
+    workdir = out_dir / ".kaggle-download"
+    workdir.mkdir()
+    records = []
+    try:
+        for file in target.files or (None,):
+            try:
+                arrived = _kaggle_get(api, target, file, workdir)
+            except ImagerecError:
+                raise
+            except Exception as err:
+                hint = ("have you accepted the competition's rules on kaggle.com?" if target.competition
+                        else "is the dataset name right, and may you download it?")
+                raise ImagerecError(
+                    f"Kaggle download of {file or 'all files'} from {origin} failed: "
+                    f"{' '.join(str(err).split())[:200]} ({hint})"
+                ) from None
+            dest = out_dir / arrived.name
+            if dest.exists():
+                raise ImagerecError(f"{origin}: two requested files arrive as {dest.name}")
+            os.replace(arrived, dest)
+            digest = sha256_of(dest)
+            trust_on_first_use(record_path, f"kaggle:{name}/{dest.name}", dest, digest)
+            records.append({"file": dest.name, "origin": origin, "sha256": digest})
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return records
+
+
+# --- a dataset's fetch section -------------------------------------------------------------------
+
+def fetch_dataset(dataset: str, fetch: dict, out_dir: Path, mirror: Mirror | None, record_path: Path) -> dict:
+    """Get the raw file(s) of `dataset` as its fetch section says into `out_dir` (existing,
+    empty); return the record to keep beside them (source.json). On failure out_dir is left empty.
+
+    fetch["source"]: a name of the dataset's registry entry (the mirror replaces the network
+    when given), "folder" (path), "url" (url, sha256 or None) or "kaggle" (competition or
+    dataset, files; neither: the built-in dataset's preset). record_path: the trust-on-first-use
+    sha256 record of downloads nobody publishes a checksum for."""
+    out_dir, record_path = Path(out_dir), Path(record_path)
+    try:
+        files = _fetch_files(dataset, fetch, out_dir, mirror, record_path)
+        if any(f["file"] == SOURCE_RECORD for f in files):
+            raise ImagerecError(f"{dataset}: a fetched file is named {SOURCE_RECORD}, the name of the fetch record")
+    except BaseException:
+        for leftover in out_dir.iterdir():  # out_dir was empty: whatever is there is ours
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
+        raise
+    return {"dataset": dataset, "source": fetch["source"], "files": files}
+
+
+def _fetch_files(dataset: str, fetch: dict, out_dir: Path, mirror: Mirror | None, record_path: Path) -> list[dict]:
+    source = fetch["source"]
+    if source == "folder":
+        return [_fetch_folder(fetch, out_dir)]
+    if source == "url":
+        return [_fetch_url(fetch, out_dir, record_path)]
+    if source == "kaggle":
+        return _fetch_kaggle(dataset, fetch, out_dir, record_path)
+    official = DATASET_SOURCES.get(dataset, {}).get(source)
+    if not isinstance(official, RemoteFile):
+        allowed = ", ".join(sorted({*builtin_sources(dataset), "folder", "url", "kaggle"}))
+        raise ImagerecError(f"{dataset}: unknown fetch source {source!r} (allowed: {allowed})")
+    return [fetch_file(official, dataset, out_dir, mirror, record_path)]

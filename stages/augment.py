@@ -9,12 +9,12 @@ from imagerec.files import atomic_dir, write_json
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset")
+    parser.add_argument("config", type=Path, help="data/config/<dataset>/augment.json")
     parser.add_argument("prepared_dir", type=Path)
     parser.add_argument("augmented_dir", type=Path, help="output: policy.json")
     parser.add_argument("preview_dir", type=Path, help="output: preview.png")
     args = parser.parse_args()
-    p = params.load(args.dataset)
+    p = params.load_stage(args.config)
 
     policy = augment.policy_from_params(p.augment)
     train = datasets.load(args.prepared_dir, splits=["train"]).splits["train"]

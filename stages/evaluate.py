@@ -13,14 +13,14 @@ GRADCAM_IMAGES = 8  # at most this many of the sample images get a heat map
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset")
+    parser.add_argument("config", type=Path, help="data/config/<dataset>/evaluate.json")
     parser.add_argument("prepared_dir", type=Path)
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("metrics_file", type=Path, help="output: metrics JSON")
     parser.add_argument("plots_dir", type=Path,
                         help="output: ROC, precision-recall, calibration and confusion data, report, PNGs")
     args = parser.parse_args()
-    p = params.load(args.dataset)
+    p = params.load_stage(args.config)
 
     test = datasets.load(args.prepared_dir, splits=["test"]).splits["test"]
     model, card = models.load(args.model_dir)
@@ -44,12 +44,10 @@ def main() -> None:
 
     per_class = {f"class_{i}": scores["per_class"][c] for i, c in enumerate(classes)}
     with atomic_dir(args.plots_dir) as out:
-        (out / "roc").mkdir()
-        for name, points in roc.items():
-            write_json(out / "roc" / f"{name}.json", points)
-        (out / "pr").mkdir()
-        for name, points in pr.items():
-            write_json(out / "pr" / f"{name}.json", points)
+        # One file per plot, every class's curve in it (its "curve" field): dvc.yaml then names
+        # no class, and DVC's curves_by_class template draws one line per class.
+        write_json(out / "roc.json", [point for points in roc.values() for point in points])
+        write_json(out / "pr.json", [point for points in pr.values() for point in points])
         write_json(out / "calibration.json", calibration)
         write_json(out / "confused_pairs.json", evaluation.confused_pairs(labels, probabilities, classes))
         evaluation.confusion_rows(labels, probabilities, classes).to_csv(out / "confusion.csv", index=False)
@@ -75,7 +73,7 @@ def main() -> None:
         figures.gradcam(test.images[explained], heat, labels[explained], probabilities[explained], classes,
                         out / "gradcam.png", f"HiResCAM (Grad-CAM) of the predicted class ({gradcam.feature_layer(model).name})")
     write_json(args.metrics_file, scores)
-    print(f"{args.dataset}: test accuracy {scores['accuracy']:.4f}, ROC AUC macro {scores['roc_auc_macro']:.4f}, "
+    print(f"{p.dataset}: test accuracy {scores['accuracy']:.4f}, ROC AUC macro {scores['roc_auc_macro']:.4f}, "
           f"AP micro {scores['average_precision_micro']:.4f}, ECE {scores['expected_calibration_error']:.4f}")
 
 

@@ -17,13 +17,13 @@ from imagerec.files import atomic_dir, write_json
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset")
+    parser.add_argument("config", type=Path, help="data/config/<dataset>/export.json")
     parser.add_argument("prepared_dir", type=Path)
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("exports_dir", type=Path, help="output: model.keras, model.json, saved_model/, *.tflite")
     parser.add_argument("metrics_file", type=Path, help="output: test accuracy per format")
     args = parser.parse_args()
-    p = params.load(args.dataset)
+    p = params.load_stage(args.config)
 
     data = datasets.load(args.prepared_dir, splits=["train", "test"])
     train, test = data.splits["train"], data.splits["test"]
@@ -38,7 +38,7 @@ def main() -> None:
             score["accuracy_change_points"] = round(100 * (score["accuracy"] - scores["keras"]["accuracy"]), 4)
     write_json(args.metrics_file, scores)
     for fmt, score in scores.items():
-        print(f"{args.dataset} {fmt}: test accuracy {score['accuracy']:.4f} ({score['accuracy_change_points']:+.2f} points)")
+        print(f"{p.dataset} {fmt}: test accuracy {score['accuracy']:.4f} ({score['accuracy_change_points']:+.2f} points)")
 
 
 if __name__ == "__main__":

@@ -14,12 +14,12 @@ from imagerec.files import atomic_dir, atomic_file, write_json
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset")
+    parser.add_argument("config", type=Path, help="data/config/<dataset>/preprocess.json")
     parser.add_argument("raw_dir", type=Path)
     parser.add_argument("prepared_dir", type=Path, help="output: {train,val,test}_{images,labels}.npy, classes.json")
     parser.add_argument("explore_dir", type=Path, help="output: stats.json, bad_images.csv, samples and balance PNGs")
     args = parser.parse_args()
-    p = params.load(args.dataset)
+    p = params.load_stage(args.config)
     pre = p.preprocess
 
     with atomic_dir(args.prepared_dir) as out:  # images are decoded straight into its .npy files
@@ -35,7 +35,7 @@ def main() -> None:
         train = prepared.splits["train"]
         figures.samples_per_class(train.images, train.labels, prepared.classes, out / "samples.png")
         figures.class_balance(stats["counts"], out / "class_balance.png")
-    print(f"{args.dataset}: {stats['totals']} images, {len(bad)} unreadable, {len(ignored)} non-image files ignored")
+    print(f"{p.dataset}: {stats['totals']} images, {len(bad)} unreadable, {len(ignored)} non-image files ignored")
 
 
 if __name__ == "__main__":

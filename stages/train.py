@@ -10,14 +10,14 @@ from imagerec.files import atomic_dir, read_json
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset")
+    parser.add_argument("config", type=Path, help="data/config/<dataset>/train.json")
     parser.add_argument("prepared_dir", type=Path)
     parser.add_argument("augmented_dir", type=Path)
     parser.add_argument("pretrained_dir", type=Path)
     parser.add_argument("model_dir", type=Path, help="output: model.keras, model.json")
     parser.add_argument("curves_dir", type=Path, help="output: per-epoch training curves (dvclive)")
     args = parser.parse_args()
-    p = params.load(args.dataset)
+    p = params.load_stage(args.config)
 
     strategy = training.distribution_strategy(p.train.strategy)  # first: multi_worker must precede other TF work
     training.set_seeds(p.seed, deterministic_ops=not p.train.jit_compile)  # XLA or bit-for-bit reruns
@@ -37,14 +37,13 @@ def main() -> None:
         training.fit(model, data.splits["train"], data.splits["val"], len(data.classes), p.train,
                      augment.build_layers(policy, p.seed), p.seed, Path(curves), strategy)
         models.save(models.as_float32(model, p.model), Path(out), {
-            "dataset": args.dataset,
+            "dataset": p.dataset,
             "classes": data.classes,
             "input_shape": list(image_shape),
-            "color_mode": p.preprocess.color_mode,
+            "color_mode": "grayscale" if image_shape[-1] == 1 else "rgb",
             "input_scaling": "uint8 pixels 0..255, resized to input_shape; the model rescales itself",
-            "data": {"source": p.fetch.source,
-                     "images": {split: len(data.splits[split].labels) for split in ("train", "val")}},
-            "params": p.model_dump(mode="json", exclude={"name", "evaluate", "export"}),
+            "data": {"images": {split: len(data.splits[split].labels) for split in ("train", "val")}},
+            "params": p.model_dump(mode="json", include={"seed", "model", "train"}),
         })
 
 

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import fixtures  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PIPELINE_FILES = ["stages", "imagerec", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dvc/config"]
+PIPELINE_FILES = ["stages", "imagerec", "dvc.yaml", "params.yaml", ".gitignore", ".dvcignore", ".dvc/config", ".dvc/plots"]
 
 
 def real_mirror() -> Path | None:
@@ -66,11 +66,12 @@ class PipelineRepo:
 
     @property
     def params(self) -> dict:
-        return yaml.safe_load((self.path / "params.yaml").read_text())
+        """params.yaml's `datasets:` mapping (dataset name -> section)."""
+        return yaml.safe_load((self.path / "params.yaml").read_text())["datasets"]
 
     @params.setter
     def params(self, value: dict) -> None:
-        (self.path / "params.yaml").write_text(yaml.safe_dump(value, sort_keys=False))
+        (self.path / "params.yaml").write_text(yaml.safe_dump({"datasets": value}, sort_keys=False))
 
     def metrics(self, dataset: str) -> dict:
         return json.loads((self.path / "metrics" / f"{dataset}.json").read_text())

@@ -201,3 +201,48 @@ def odd_photo_files(layout: str, good_per_class: int = 10) -> tuple[dict[str, by
         files["PetImages/Cat/Thumbs.db"] = b"\x00" * 64
         files["readme[1].txt"] = b"The Asirra data set"
     return files, odd
+
+
+def make_backbone_weights(name: str, path: Path, size: int = 96) -> list[np.ndarray]:
+    """Randomly initialised no-top weights of a models.BACKBONES base, in the legacy HDF5 layout
+    of Keras' own files (what `weights=<path>` loads). Returns them, to tell they were loaded."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from imagerec import models
+
+    spec = models.BACKBONES[name]
+    model = getattr(keras.applications, spec.application)(
+        input_shape=(size, size, 3), include_top=False, weights=None, **dict(spec.options))
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, model)
+    return model.get_weights()
+
+
+# --- user datasets in any layout (test_layouts) ------------------------------------------------
+
+def write_7z(path: Path, files: dict[str, bytes]) -> None:
+    import py7zr
+
+    with py7zr.SevenZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(data, name)
+
+
+def write_tree(root: Path, files: dict[str, bytes]) -> Path:
+    """The files as a folder on disk, {relative path: bytes}."""
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def shade_image(label: int, size: int = 16, mode: str = "RGB", fmt: str = "PNG", height: int | None = None) -> bytes:
+    """A flat image whose shade, 30 + 50 * label in every channel, tells its class once decoded."""
+    shade = 30 + 50 * label
+    colour = {"L": shade, "RGB": (shade,) * 3, "RGBA": (shade, shade, shade, 255)}[mode]
+    buffer = io.BytesIO()
+    Image.new(mode, (size, height or size), colour).save(buffer, fmt)
+    return buffer.getvalue()

@@ -103,7 +103,7 @@ def test_metrics_diff_markdown_is_a_table_of_the_mnist_changes(repo):
 def test_params_diff_shows_exactly_the_changed_learning_rate(repo):
     old = yaml.safe_load(at_base(repo, "params.yaml"))["mnist"]["train"]["learning_rate"]
     diff = json.loads(repo.dvc("params", "diff", BASE, "--json").stdout)
-    assert diff == {"params.yaml": {"mnist.train.learning_rate": {"old": old, "new": NEW_LR, "diff": pytest.approx(NEW_LR - old)}}}
+    assert diff == {"params.yaml": {"datasets.mnist.train.learning_rate": {"old": old, "new": NEW_LR, "diff": pytest.approx(NEW_LR - old)}}}
 
 
 def test_plots_diff_json_holds_every_mnist_plot_for_both_revisions(repo, tmp_path):
@@ -144,7 +144,7 @@ def test_plots_diff_json_holds_every_mnist_plot_for_both_revisions(repo, tmp_pat
 def test_exp_run_with_one_epoch_shows_up_in_exp_show_and_exp_diff_with_mnist_metrics(repo):
     branch = repo.run("git", "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
     try:
-        repo.dvc("exp", "run", "-n", "one-epoch", "-S", "mnist.train.epochs=1")
+        repo.dvc("exp", "run", "-n", "one-epoch", "-S", "datasets.mnist.train.epochs=1")
         shown = json.loads(repo.dvc("exp", "show", "--json").stdout)
         [baseline] = [row for row in shown if row["name"] == branch]
         [experiment] = [rev for exp in baseline["experiments"] for rev in exp["revs"] if rev["name"] == "one-epoch"]
@@ -155,7 +155,7 @@ def test_exp_run_with_one_epoch_shows_up_in_exp_show_and_exp_diff_with_mnist_met
         assert experiment["data"]["metrics"]["metrics/mnist.json"]["data"] == repo.metrics("mnist")  # applied
 
         diff = json.loads(repo.dvc("exp", "diff", branch, "one-epoch", "--json").stdout)
-        assert diff["params"] == {"params.yaml": {"mnist.train.epochs": {"old": 2, "new": 1, "diff": -1}}}
+        assert diff["params"] == {"params.yaml": {"datasets.mnist.train.epochs": {"old": 2, "new": 1, "diff": -1}}}
         assert "loss" in diff["metrics"]["metrics/mnist.json"]
         assert not {"metrics/cifar10.json", "metrics/cats_vs_dogs.json"} & set(diff["metrics"])
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import (CIFAR_CLASSES, ODD_PHOTO_OUTCOMES, encode, image_folder_files,  # noqa: E402
                       make_mnist_npz, odd_photo_files, pattern_images, write_archive)
 
-from imagerec import archives, datasets, images  # noqa: E402
+from imagerec import archives, datasets, images, params  # noqa: E402
 from imagerec.archives import ArchiveError  # noqa: E402
 from imagerec.errors import ImagerecError  # noqa: E402
 
@@ -98,7 +98,8 @@ def test_detect_format_refuses_a_file_that_is_no_archive(tmp_path):
     ("top/train/cats/x.jpg", ("train", "cats")),
     ("train/cat.12.jpg", ("train", "cat")),
     ("PetImages/Cat/1.jpg", ("train", "Cat")),
-    ("validation/dogs/a.png", ("test", "dogs")),
+    ("validation/dogs/a.png", ("val", "dogs")),  # a val pool alone becomes the test split
+    ("test1/12.jpg", None),  # Kaggle's unlabelled test images
     ("cifar/TEST/ship/0001.JPEG", ("test", "ship")),
     ("readme.txt", None),
     ("train/cats/.DS_Store.jpg", None),
@@ -232,8 +233,16 @@ def test_load_of_incomplete_prepared_dir_names_the_missing_file(tmp_path):
         datasets.load(tmp_path)
 
 
-def test_cifar_python_batches_are_unpickled_into_hwc_images(tmp_path):
-    source = datasets.read_raw(write_raw(tmp_path / "raw", "cifar-10-python.tar.gz", cifar_tarball))
+def trust_as_official(monkeypatch, raw: Path) -> Path:
+    """Take the fixture tarball in `raw` for the official one (only that is ever unpickled)."""
+    digest = hashlib.sha256((raw / "cifar-10-python.tar.gz").read_bytes()).hexdigest()
+    monkeypatch.setattr(datasets, "CIFAR10_PYTHON_SHA256", digest)
+    return raw
+
+
+def test_cifar_python_batches_are_unpickled_into_hwc_images(tmp_path, monkeypatch):
+    raw = trust_as_official(monkeypatch, write_raw(tmp_path / "raw", "cifar-10-python.tar.gz", cifar_tarball))
+    source = datasets.read_raw(raw)
     assert source.classes == CIFAR_CLASSES
     assert {pool: len(labels) for pool, labels in source.labels.items()} == {"train": 15, "test": 6}
     images, _ = source._pools["train"]
@@ -250,11 +259,12 @@ def test_cifar_python_with_unverified_sha256_is_never_unpickled(tmp_path, monkey
         datasets.read_raw(raw)
 
 
-def test_cifar_python_tarball_with_readme_html_is_read(tmp_path):
+def test_cifar_python_tarball_with_readme_html_is_read(tmp_path, monkeypatch):
     readme = {"readme.html": b'<meta HTTP-EQUIV="REFRESH" content="0; URL=https://www.cs.toronto.edu/~kriz/">\n'}
     raw = write_raw(tmp_path / "raw", "cifar-10-python.tar.gz",
                     lambda path: cifar_tarball(path, extra=readme, directory_entry=True))
-    assert datasets.read_raw(raw).classes == CIFAR_CLASSES
+    source = datasets.read_raw(trust_as_official(monkeypatch, raw))
+    assert source.classes == CIFAR_CLASSES and source.ignored == ["cifar-10-batches-py/readme.html"]
 
 
 @pytest.mark.parametrize("name", ["images.zip", "images.tar.gz"])
@@ -438,9 +448,9 @@ def test_kaggle_competition_bundle_is_read_through_its_inner_train_zip(tmp_path)
     out.mkdir()
     prepared, bad, ignored = datasets.prepare(raw, out, 24, "rgb", **SPLIT_PARAMS)
     assert prepared.classes == ["cat", "dog"]
-    assert ignored == ["sampleSubmission.csv", "test1.zip"]
+    assert ignored == ["sampleSubmission.csv", "test1.zip/test1/1.jpg"]  # Kaggle's test images have no labels
     assert sorted(entry["file"] for entry in bad) == sorted(
-        name for name, kind in odd.items() if ODD_PHOTO_OUTCOMES[kind] != "kept")
+        f"train.zip/{name}" for name, kind in odd.items() if ODD_PHOTO_OUTCOMES[kind] != "kept")
     assert sum(len(data.labels) for data in prepared.splits.values()) == len(files) - len(bad)
     assert not [path for path in out.iterdir() if path.name.startswith(".scratch")]  # the unpacked train.zip is gone
 
@@ -493,11 +503,12 @@ def test_prepare_of_an_image_archive_holds_memory_for_a_chunk_not_the_dataset(tm
 def test_preprocess_stage_reports_each_skipped_photo_and_writes_the_prepared_layout(tmp_path):
     root = Path(__file__).resolve().parents[1]
     settings = yaml.safe_load((root / "params.yaml").read_text())
-    settings["cats_vs_dogs"]["preprocess"].update(image_size=32, val_fraction=0.25, test_fraction=0.25)
+    settings["datasets"]["cats_vs_dogs"]["preprocess"].update(image_size=32, val_fraction=0.25, test_fraction=0.25)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    params.write_stage_configs(params.load("cats_vs_dogs", tmp_path / "params.yaml"), tmp_path / "config")
     files, odd = odd_photo_files("petimages")
     folder_raw(tmp_path, files, "kagglecatsanddogs_5340.zip")
-    result = subprocess.run([sys.executable, str(root / "stages" / "preprocess.py"), "cats_vs_dogs", "raw",
+    result = subprocess.run([sys.executable, str(root / "stages" / "preprocess.py"), "config/preprocess.json", "raw",
                              "prepared", "explore"], cwd=tmp_path, capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": str(root)})
     assert result.returncode == 0, result.stderr[-3000:]

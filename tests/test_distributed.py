@@ -153,14 +153,15 @@ def test_mirrored_over_two_logical_cpus_scales_batch_and_rate_and_learns(tmp_pat
 def write_stage_inputs(work: Path, strategy: str) -> None:
     """A tiny prepared dataset, a disabled augmentation policy, no pretrained weights, and the
     repo's params.yaml in the tiny profile with a small, quick CNN for mnist."""
-    from imagerec import datasets
+    from imagerec import datasets, params
 
-    settings = tiny_profile(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    settings = tiny_profile(yaml.safe_load((ROOT / "params.yaml").read_text())["datasets"])
     settings["mnist"]["train"].update(strategy=strategy, epochs=3, batch_size=8, learning_rate=0.005,
                                       schedule="constant", warmup_epochs=0, label_smoothing=0.0,
                                       early_stopping_patience=0)
     settings["mnist"]["model"].update(filters=[8], convs_per_block=1, batch_norm=False, dense_units=16, dropout=0.0)
-    (work / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    (work / "params.yaml").write_text(yaml.safe_dump({"datasets": settings}, sort_keys=False))
+    params.write_stage_configs(params.load("mnist", work / "params.yaml"), work / "config")
     prepared = work / "data" / "prepared"
     prepared.mkdir(parents=True)
     datasets.save(datasets.Prepared(CLASSES, {"train": pattern_split(24, 28, seed=0), "val": pattern_split(8, 28, seed=1),
@@ -174,7 +175,7 @@ def write_stage_inputs(work: Path, strategy: str) -> None:
 
 
 def train_command(out: str) -> list[str]:
-    return [PYTHON, str(ROOT / "stages" / "train.py"), "mnist", "data/prepared", "data/augmented", "data/pretrained",
+    return [PYTHON, str(ROOT / "stages" / "train.py"), "config/train.json", "data/prepared", "data/augmented", "data/pretrained",
             f"{out}/model", f"{out}/curves"]
 
 
@@ -238,14 +239,14 @@ def test_unknown_strategy_is_refused_in_one_line_naming_the_key(tmp_path):
     from imagerec.errors import ImagerecError
 
     settings = yaml.safe_load((ROOT / "params.yaml").read_text())
-    settings["mnist"]["train"]["strategy"] = "typo"
+    settings["datasets"]["mnist"]["train"]["strategy"] = "typo"
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(settings))
     with pytest.raises(ImagerecError) as info:
         params.load("mnist", path)
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith(f"{path}: mnist.train.strategy:")
+    assert message.startswith(f"{path}: datasets.mnist.train.strategy:")
     assert "'default'" in message and "'mirrored'" in message and "'multi_worker'" in message
     assert "(got 'typo')" in message
 
@@ -255,7 +256,7 @@ def test_each_strategy_value_is_accepted(tmp_path, strategy):
     from imagerec import params
 
     settings = yaml.safe_load((ROOT / "params.yaml").read_text())
-    settings["mnist"]["train"]["strategy"] = strategy
+    settings["datasets"]["mnist"]["train"]["strategy"] = strategy
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(settings))
     assert params.load("mnist", path).train.strategy == strategy

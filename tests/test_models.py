@@ -2,6 +2,7 @@
 (trained in float16, saved in float32) and XLA compilation of the train step, which needs TF's
 op determinism off."""
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -11,7 +12,7 @@ import yaml
 
 from imagerec import models, params, training
 from imagerec.errors import ImagerecError
-from fixtures import pattern_images
+from fixtures import make_backbone_weights, pattern_images
 from test_distributed import start, tail, train_command, wait_all, write_stage_inputs
 
 COMMITTED = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -19,10 +20,10 @@ COMMITTED = Path(__file__).resolve().parents[1] / "params.yaml"
 
 def dataset_params(dataset: str, **sections) -> params.DatasetParams:
     """The committed params of `dataset` with some keys of some sections replaced (validated)."""
-    raw = yaml.safe_load(COMMITTED.read_text())[dataset]
+    raw = yaml.safe_load(COMMITTED.read_text())["datasets"][dataset]
     for section, updates in sections.items():
-        raw[section].update(updates)
-    return params.DatasetParams.model_validate({**raw, "name": dataset})
+        raw.setdefault(section, {}).update(updates)
+    return params.resolve(dataset, raw)
 
 
 def layers_of(model: keras.Model):
@@ -131,11 +132,88 @@ def test_train_stage_with_jit_compile_runs_xla(tmp_path):
     """The real train stage, in a subprocess with TF's info log on: XLA compiles the train step."""
     write_stage_inputs(tmp_path, "default")
     settings = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    settings["mnist"]["train"]["jit_compile"] = True
+    settings["datasets"]["mnist"]["train"]["jit_compile"] = True
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    params.write_stage_configs(params.load("mnist", tmp_path / "params.yaml"), tmp_path / "config")
     log = tmp_path / "train.log"
     process = start(train_command("out"), tmp_path, log, TF_CPP_MIN_LOG_LEVEL="0")
     wait_all([process], [log], time.monotonic() + 120)
     assert "Compiled cluster using XLA" in log.read_text(), tail(log)
     assert "Proceeding with `jit_compile=False`" not in log.read_text()
     assert (tmp_path / "out" / "model" / "model.keras").is_file()
+
+
+# --- pretrained backbones --------------------------------------------------------------------------
+
+@dataclass
+class PretrainedSettings:
+    """What build() reads of params' model section."""
+    name: str
+    pretrained: str = "imagenet"
+    dropout: float = 0.2
+
+    def model_dump(self, exclude=()):
+        return {key: value for key, value in vars(self).items() if key not in exclude}
+
+
+def test_mobilenet_v2_keeps_its_graph():
+    """Trained models and their metrics depend on it: the same layers, in the same order."""
+    model = models.build(PretrainedSettings("mobilenet_v2"), (32, 32, 3), 2)
+    assert model.name == "mobilenet_v2_transfer"
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "InputLayer", "Rescaling", "Functional", "GlobalAveragePooling2D", "Dropout", "Dense"]
+    assert model.layers[2].name == models.BASE_NAME and len(model.layers[2].layers) == 154
+
+
+@pytest.mark.parametrize("backbone", list(models.BACKBONES))
+def test_backbone_loads_a_weights_file_predicts_and_fine_tunes(backbone, tmp_path):
+    saved = make_backbone_weights(backbone, tmp_path / "weights.h5")
+    model = models.build(PretrainedSettings(backbone), (64, 64, 3), 3, weights=tmp_path / "weights.h5")
+    base = model.get_layer(models.BASE_NAME)
+    for loaded, expected in zip(base.get_weights(), saved, strict=True):
+        np.testing.assert_array_equal(loaded, expected)
+    assert not base.trainable and len(model.trainable_weights) == 2  # only the new head trains
+
+    images = pattern_images([0, 1], 64, 3).astype("float32")  # uint8-range pixels, as every model takes
+    probabilities = np.asarray(model.predict(images, verbose=0))
+    assert probabilities.shape == (2, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+
+    models.unfreeze_top(model, 12)
+    assert [layer.trainable for layer in base.layers] == [False] * (len(base.layers) - 12) + [True] * 12
+    assert len(model.trainable_weights) > 2
+
+
+@pytest.mark.parametrize("backbone", list(models.BACKBONES))
+def test_each_backbone_scales_uint8_pixels_as_its_weights_expect(backbone):
+    """MobileNetV2 and ResNet50V2: the model rescales to [-1, 1]; EfficientNetV2: its base has
+    Keras' own preprocessing (1/255, ImageNet mean and variance), chosen by the base's name."""
+    model = models.build(PretrainedSettings(backbone), (32, 32, 3), 2)
+    base = model.get_layer(models.BASE_NAME)
+    rescaling = [layer for layer in model.layers if isinstance(layer, keras.layers.Rescaling)]
+    if models.BACKBONES[backbone].scale_to_unit_range:
+        assert [(r.scale, r.offset) for r in rescaling] == [(1 / 127.5, -1)]
+        assert not any(isinstance(layer, keras.layers.Normalization) for layer in base.layers)
+    else:
+        assert rescaling == []
+        assert [type(layer).__name__ for layer in base.layers[1:3]] == ["Rescaling", "Normalization"]
+        assert base.layers[1].scale == 1 / 255
+
+
+def test_backbone_table_sizes_are_what_keras_accepts():
+    for name, spec in models.BACKBONES.items():
+        assert spec.default_size == 224 and spec.min_size == 32
+        with pytest.raises(ValueError, match=f"at least {spec.min_size}"):
+            models.build(PretrainedSettings(name), (spec.min_size - 1, spec.min_size - 1, 3), 2)
+
+
+@pytest.mark.parametrize("backbone", ["efficientnet_v2_b0", "resnet50_v2"])
+def test_float32_copy_keeps_each_fine_tuned_backbone_weight_in_place(backbone):
+    """As for MobileNetV2 above: trained in mixed precision, partly unfrozen, saved in float32."""
+    settings = PretrainedSettings(backbone)
+    model = models.build(settings, (32, 32, 3), 2, mixed_precision=True)
+    models.unfreeze_top(model, 20)
+    rng = np.random.default_rng(0)
+    for variable in model.weights:
+        variable.assign(rng.normal(size=variable.shape).astype(variable.dtype))
+    assert_same_weights_layer_by_layer(model, models.as_float32(model, settings))

@@ -46,7 +46,7 @@ def write_results(root: Path, dataset: str = "mnist") -> Path:
     (plots / "explore" / "stats.json").write_text(json.dumps(
         {"classes": fixtures.TINY_CLASSES, "image_shape": [28, 28, 1], "totals": {"train": 200, "val": 20, "test": 60},
          "counts": {"train": {"zero": 20}}, "unreadable_images": 0, "ignored_files": 0}))
-    (root / "params.yaml").write_text(f"{dataset}:\n  seed: 7\n  fetch:\n    source: keras\n  train:\n    epochs: 3\n")
+    (root / "params.yaml").write_text(f"datasets:\n  {dataset}:\n    seed: 7\n    fetch:\n      source: keras\n    train:\n      epochs: 3\n")
     return root
 
 

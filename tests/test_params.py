@@ -1,4 +1,4 @@
-"""params.load: the committed params.yaml is valid, and every kind of mistake is one clear line."""
+"""params: the committed params.yaml is valid, a short section gets its defaults, every mistake is one line."""
 from pathlib import Path
 
 import pytest
@@ -13,13 +13,13 @@ COMMITTED = Path(__file__).resolve().parents[1] / "params.yaml"
 
 @pytest.fixture
 def settings() -> dict:
-    """A fresh, mutable copy of the committed params.yaml."""
-    return yaml.safe_load(COMMITTED.read_text())
+    """A fresh, mutable copy of the committed params.yaml's `datasets:` mapping."""
+    return yaml.safe_load(COMMITTED.read_text())["datasets"]
 
 
 def write(tmp_path: Path, settings: dict) -> Path:
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(settings))
+    path.write_text(yaml.safe_dump({"datasets": settings}))
     return path
 
 
@@ -67,9 +67,16 @@ def test_loaded_params_are_frozen():
     ("mnist", "mnist.train.extra", 1, ["mnist.train.extra: unknown key"]),
     ("mnist", "mnist.model.batch_norm", 1, ["batch_norm", "valid boolean", "(got 1)"]),
     ("mnist", "mnist.model.name", "resnet", ["mnist.model", "'cnn'", "'mobilenet_v2'"]),
-    ("mnist", "mnist.fetch.source", "kaggle", ["mnist.fetch.source", "'kaggle'", "allowed: keras"]),
+    ("mnist", "mnist.fetch.source", "imagenet", ["mnist.fetch.source", "'imagenet'", "allowed: keras, folder, url, kaggle"]),
     ("cats_vs_dogs", "cats_vs_dogs.fetch.source", "imagenet",
-     ["cats_vs_dogs.fetch.source", "allowed: kaggle, petimages, tensorflow"]),
+     ["cats_vs_dogs.fetch.source", "allowed: petimages, tensorflow, folder, url, kaggle"]),
+    ("mnist", "mnist.fetch", {"source": "folder"}, ["mnist.fetch.path: missing key"]),
+    ("mnist", "mnist.fetch", {"source": "folder", "path": "x", "url": "https://a/b.zip"}, ["mnist.fetch.url: not a key of source 'folder'"]),
+    ("mnist", "mnist.fetch", {"source": "url", "url": "ftp://a/b.zip"}, ["mnist.fetch.url", "should match pattern"]),
+    ("mnist", "mnist.fetch", {"source": "url", "url": "https://a/b.zip", "sha256": "abc"}, ["mnist.fetch.sha256"]),
+    ("mnist", "mnist.fetch", {"source": "keras", "path": "x"}, ["mnist.fetch.path: not a key of the built-in source"]),
+    ("mnist", "mnist.fetch", {"source": "kaggle", "competition": "cifar-10"}, ["mnist.fetch.files: missing key"]),
+    ("mnist", "mnist.fetch", {"source": "kaggle", "competition": "c", "dataset": "a/b", "files": ["x"]}, ["either"]),
     ("cats_vs_dogs", "cats_vs_dogs.preprocess.color_mode", "grayscale",
      ["cats_vs_dogs.preprocess.color_mode", "mobilenet_v2 needs rgb"]),
     ("cats_vs_dogs", "cats_vs_dogs.preprocess.image_size", 16,
@@ -112,11 +119,63 @@ def test_fractions_leaving_no_training_data_are_refused(tmp_path, settings, val,
     assert "mnist.preprocess" in message and "val_fraction + test_fraction must be < 1" in message
 
 
-def test_unknown_dataset_section_is_refused_with_allowed_names(tmp_path, settings):
-    settings["imagenet"] = settings["mnist"]
+@pytest.mark.parametrize("name", ["my photos", "a/b", "x@y", "..", "-x", "é"])
+def test_a_dataset_name_that_cannot_be_a_stage_and_folder_name_is_refused(tmp_path, settings, name):
+    settings[name] = {"fetch": {"source": "folder", "path": "photos"}}
     message = load_error(write(tmp_path, settings))
-    assert "imagenet: unknown dataset" in message
-    assert "mnist, cifar10, cats_vs_dogs" in message
+    assert f"{name!r} cannot be a dataset name" in message and "DVC stage name" in message
+
+
+def test_a_new_dataset_needs_only_fetch_and_gets_the_pretrained_recipe(tmp_path, settings):
+    settings["flowers"] = {"fetch": {"source": "folder", "path": "../photos/flowers.zip"}}
+    loaded = params.load("flowers", write(tmp_path, settings))
+    cats = params.load("cats_vs_dogs", COMMITTED)
+    assert loaded.model == cats.model  # MobileNetV2, ImageNet weights, the same head
+    assert loaded.train == cats.train  # Cats vs Dogs' two phases
+    assert loaded.augment == cats.augment
+    assert (loaded.preprocess.image_size, loaded.preprocess.color_mode) == (224, "rgb")
+
+
+@pytest.mark.parametrize("images, side, model, size", [
+    (20_000, 32, "cnn", 32),            # many and small: a CNN from scratch at their own size
+    (20_000, 128, "mobilenet_v2", 224),  # many but large
+    (500, 28, "mobilenet_v2", 224),      # small but few
+])
+def test_a_local_folder_of_many_small_images_defaults_to_a_cnn(tmp_path, settings, images, side, model, size):
+    settings["mine"] = {"fetch": {"source": "folder", "path": "x"}}
+    loaded = params.load("mine", write(tmp_path, settings), survey=lambda: {"images": images, "median_side": side})
+    assert (loaded.model.name, loaded.preprocess.image_size) == (model, size)
+    assert (loaded.train.fine_tune is None) == (model == "cnn")
+
+
+def test_any_default_can_be_overridden_key_by_key(tmp_path, settings):
+    settings["mine"] = {"fetch": {"source": "folder", "path": "x"}, "model": {"name": "resnet50_v2"},
+                        "train": {"epochs": 2, "fine_tune": {"epochs": 1}}, "preprocess": {"image_size": 96}}
+    loaded = params.load("mine", write(tmp_path, settings))
+    assert (loaded.model.name, loaded.model.pretrained) == ("resnet50_v2", "imagenet")
+    assert (loaded.train.epochs, loaded.train.fine_tune.epochs, loaded.train.fine_tune.layers) == (2, 1, 64)
+    assert loaded.train.learning_rate == 0.001 and loaded.preprocess.image_size == 96
+    settings["mine"]["model"] = {"name": "cnn", "filters": [8]}
+    del settings["mine"]["train"]["fine_tune"]
+    loaded = params.load("mine", write(tmp_path, settings))
+    assert loaded.model.filters == [8] and loaded.model.convs_per_block == 2 and loaded.preprocess.image_size == 96
+
+
+def test_a_section_without_fetch_is_refused(tmp_path, settings):
+    settings["mine"] = {"train": {"epochs": 2}}
+    assert "datasets.mine.fetch: missing key" in load_error(write(tmp_path, settings), "mine")
+
+
+def test_stage_configs_hold_what_each_stage_reads_and_load_back(tmp_path):
+    loaded = params.load("cats_vs_dogs", COMMITTED)
+    params.write_stage_configs(loaded, tmp_path, fingerprint="f" * 64)
+    assert sorted(p.stem for p in tmp_path.iterdir()) == sorted(params.STAGE_SECTIONS)
+    train = params.load_stage(tmp_path / "train.json")
+    assert (train.dataset, train.model, train.train, train.seed) == ("cats_vs_dogs", loaded.model, loaded.train, 42)
+    assert train.evaluate is None and train.preprocess is None
+    fetch = params.load_stage(tmp_path / "fetch.json")
+    assert (fetch.fetch, fetch.weights.model, fetch.fingerprint) == (loaded.fetch, "mobilenet_v2", "f" * 64)
+    assert params.load_stage(tmp_path / "evaluate.json").evaluate == loaded.evaluate
 
 
 def test_error_in_another_dataset_section_is_still_reported(tmp_path, settings):
@@ -128,20 +187,20 @@ def test_missing_section_for_requested_dataset(tmp_path, settings):
     del settings["cifar10"]
     path = write(tmp_path, settings)
     assert params.load("mnist", path).name == "mnist"
-    assert "cifar10: missing section for this dataset" in load_error(path, "cifar10")
+    assert "datasets.cifar10: no such dataset (have: cats_vs_dogs, mnist)" in load_error(path, "cifar10")
 
 
 def test_yaml_syntax_error_is_one_line(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text("mnist:\n  seed: [42\n  fetch: {}\n")
+    path.write_text("datasets:\n  mnist:\n    seed: [42\n    fetch: {}\n")
     assert "not valid YAML" in load_error(path)
 
 
-@pytest.mark.parametrize("text", ["", "- mnist\n", "just a string\n"])
-def test_params_file_that_is_not_a_mapping_is_refused(tmp_path, text):
+@pytest.mark.parametrize("text", ["", "- mnist\n", "just a string\n", "mnist:\n  seed: 1\n"])
+def test_params_file_that_is_not_a_datasets_mapping_is_refused(tmp_path, text):
     path = tmp_path / "params.yaml"
     path.write_text(text)
-    assert "must be a mapping" in load_error(path)
+    assert "must hold one key, `datasets:`" in load_error(path)
 
 
 def test_missing_params_file_is_reported(tmp_path):

@@ -1,0 +1,1 @@
+"""The stand-in kaggle.api package (see kaggle_api_extended)."""

@@ -77,6 +77,21 @@ class PipelineRepo:
         return json.loads((self.path / "metrics" / f"{dataset}.json").read_text())
 
 
+def dataset_plots(repo: "PipelineRepo", dataset: str) -> tuple[dict, list[str]]:
+    """The plots dvc.yaml declares for `dataset` (stage-level, with ${key}): ({path: props} of the
+    data-series plots, [paths] of the image plots). DVC names each plot by its path."""
+    series, images = {}, []
+    for stage in yaml.safe_load((repo.path / "dvc.yaml").read_text())["stages"].values():
+        for entry in stage["do"].get("plots", []):
+            [(path, props)] = entry.items()
+            path = path.replace("${key}", dataset)
+            if path.endswith(".png"):
+                images.append(path)
+            else:
+                series[path] = props
+    return series, images
+
+
 def make_pipeline_repo(path: Path, mirror: Path | None) -> PipelineRepo:
     for name in PIPELINE_FILES:
         src = ROOT / name

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import dataset_plots
 from two_revisions import BASE, DATASETS, NEW_LR, at_base
 
 pytestmark = pytest.mark.slow
@@ -34,14 +35,8 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def mnist_plots(repo) -> tuple[dict, list[str]]:
-    """dvc.yaml's MNIST plots: ({name: spec} of the data-series plots, [paths] of the image plots)."""
-    series, images = {}, []
-    for entry in yaml.safe_load((repo.path / "dvc.yaml").read_text())["plots"]:
-        if isinstance(entry, str) and entry.startswith("plots/mnist/"):
-            images.append(entry)
-        elif isinstance(entry, dict):
-            series.update({name: spec for name, spec in entry.items() if name.startswith("mnist ")})
-    return series, images
+    """dvc.yaml's MNIST plots: ({path: props} of the data-series plots, [paths] of the image plots)."""
+    return dataset_plots(repo, "mnist")
 
 
 def encoded_fields(spec, channel: str) -> set[str]:
@@ -101,7 +96,7 @@ def test_metrics_diff_markdown_is_a_table_of_the_mnist_changes(repo):
 
 
 def test_params_diff_shows_exactly_the_changed_learning_rate(repo):
-    old = yaml.safe_load(at_base(repo, "params.yaml"))["mnist"]["train"]["learning_rate"]
+    old = yaml.safe_load(at_base(repo, "params.yaml"))["datasets"]["mnist"]["train"]["learning_rate"]
     diff = json.loads(repo.dvc("params", "diff", BASE, "--json").stdout)
     assert diff == {"params.yaml": {"datasets.mnist.train.learning_rate": {"old": old, "new": NEW_LR, "diff": pytest.approx(NEW_LR - old)}}}
 
@@ -112,7 +107,7 @@ def test_plots_diff_json_holds_every_mnist_plot_for_both_revisions(repo, tmp_pat
     plots = json.loads(output)["data"]
     series, images = mnist_plots(repo)
     templates = {name: spec.get("template") for name, spec in series.items()}
-    assert "confusion" in templates.values() and "simple" in templates.values()
+    assert "confusion" in templates.values() and "curves_by_class" in templates.values()
     fields_seen = set()
     for name, spec in series.items():
         [entry] = plots[name]  # one Vega-Lite spec holding the data of both revisions
@@ -120,7 +115,7 @@ def test_plots_diff_json_holds_every_mnist_plot_for_both_revisions(repo, tmp_pat
         content = entry["content"]
         rows = content["data"]["values"]
         assert {row["rev"] for row in rows} == {BASE, "workspace"}, name
-        fields = (spec["x"], next(iter(spec["y"].values())))  # as dvc.yaml asks
+        fields = (spec["x"], spec["y"])  # as dvc.yaml asks
         assert fields[0] in encoded_fields(content, "x") and fields[1] in encoded_fields(content, "y"), name
         assert all(fields[0] in row and fields[1] in row for row in rows), name
         fields_seen.add(fields)
@@ -149,7 +144,7 @@ def test_exp_run_with_one_epoch_shows_up_in_exp_show_and_exp_diff_with_mnist_met
         [baseline] = [row for row in shown if row["name"] == branch]
         [experiment] = [rev for exp in baseline["experiments"] for rev in exp["revs"] if rev["name"] == "one-epoch"]
         for row, epochs in ((baseline, 2), (experiment, 1)):
-            assert row["data"]["params"]["params.yaml"]["data"]["mnist"]["train"]["epochs"] == epochs
+            assert row["data"]["params"]["params.yaml"]["data"]["datasets"]["mnist"]["train"]["epochs"] == epochs
             scores = row["data"]["metrics"]["metrics/mnist.json"]["data"]
             assert all(math.isfinite(scores[key]) for key in HEADLINE)
         assert experiment["data"]["metrics"]["metrics/mnist.json"]["data"] == repo.metrics("mnist")  # applied

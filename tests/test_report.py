@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_pipeline_repo
+from conftest import dataset_plots, make_pipeline_repo
 from PIL import Image
 from two_revisions import BASE, DATASETS, NEW_LR, at_base
 
@@ -52,8 +52,8 @@ def test_report_has_a_section_per_dataset_and_the_changed_param(report):
     for dataset in DATASETS:
         assert f"\n## {dataset}\n" in text
     params = section(text, "Parameters")
-    old = yaml.safe_load(at_base(report[0], "params.yaml"))["mnist"]["train"]["learning_rate"]
-    assert table_row(params, "params.yaml") == ["params.yaml", "mnist.train.learning_rate", str(old), str(NEW_LR)]
+    old = yaml.safe_load(at_base(report[0], "params.yaml"))["datasets"]["mnist"]["train"]["learning_rate"]
+    assert table_row(params, "params.yaml") == ["params.yaml", "datasets.mnist.train.learning_rate", str(old), str(NEW_LR)]
 
 
 @pytest.mark.slow
@@ -79,12 +79,11 @@ def test_report_embeds_valid_pngs_of_every_mnist_plot_and_both_revisions_of_chan
         data = (out / link).read_bytes()
         assert data[:8] == PNG_MAGIC, link
     shown = {alt for alt, _ in links}
-    for entry in yaml.safe_load((repo.path / "dvc.yaml").read_text())["plots"]:
-        for name in [entry] if isinstance(entry, str) else entry:
-            if name.startswith(("mnist ", "plots/mnist/")):
-                assert name in shown, name
+    series, images = dataset_plots(repo, "mnist")
+    for name in [*series, *images]:
+        assert name in shown, name
 
-    [roc_chart] = [link for alt, link in links if alt == "mnist ROC (test)"]
+    [roc_chart] = [link for alt, link in links if alt == "plots/mnist/evaluate/roc.json"]
     with Image.open(out / roc_chart) as image:
         assert min(image.size) >= 200  # a rendered chart, not an empty canvas
 

@@ -151,7 +151,7 @@ def _kaggle_fixtures(root: Path) -> None:
     (root / "digit-recognizer" / "train.csv").write_text("\n".join([header, *rows]) + "\n")
 
     (root / "cifar-10").mkdir()
-    cifar_labels = np.repeat(np.arange(10), 8)
+    cifar_labels = np.repeat(np.arange(10), 14)  # enough for a stratified validation split of 10 classes
     images = pattern_images(cifar_labels, 32, 3)
     with py7zr.SevenZipFile(root / "cifar-10" / "train.7z", "w") as archive:
         for i, image in enumerate(images, 1):

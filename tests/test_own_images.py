@@ -143,7 +143,7 @@ def _kaggle_fixtures(root: Path) -> None:
     cifar-10's train.7z (train/1.png ... ) with trainLabels.csv (id,label)."""
     import py7zr
 
-    labels = np.repeat(np.arange(10), 8)
+    labels = np.repeat(np.arange(10), 14)
     pixels = pattern_images(labels, 28, 1)[..., 0].reshape(len(labels), -1)
     (root / "digit-recognizer").mkdir(parents=True)
     header = "label," + ",".join(f"pixel{i}" for i in range(784))
@@ -171,7 +171,7 @@ def test_mnist_and_cifar10_from_kaggle_competitions(pipeline_repo, tmp_path):
     repo.dvc("repro", "preprocess@mnist", "preprocess@cifar10")
     mnist = json.loads((repo.path / "plots/mnist/explore/stats.json").read_text())
     assert mnist["classes"] == [str(d) for d in range(10)] and mnist["image_shape"] == [28, 28, 1]
-    assert sum(mnist["totals"].values()) == 80 and mnist["totals"]["test"] > 0  # the test split is carved
+    assert sum(mnist["totals"].values()) == 140 and mnist["totals"]["test"] > 0  # the test split is carved
     cifar = json.loads((repo.path / "plots/cifar10/explore/stats.json").read_text())
     assert cifar["classes"] == sorted(CIFAR_CLASSES) and cifar["image_shape"] == [32, 32, 3]
     record = json.loads((repo.path / "data/raw/cifar10/source.json").read_text())

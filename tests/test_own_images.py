@@ -171,7 +171,7 @@ def test_mnist_and_cifar10_from_kaggle_competitions(pipeline_repo, tmp_path):
     repo.dvc("repro", "preprocess@mnist", "preprocess@cifar10")
     mnist = json.loads((repo.path / "plots/mnist/explore/stats.json").read_text())
     assert mnist["classes"] == [str(d) for d in range(10)] and mnist["image_shape"] == [28, 28, 1]
-    assert sum(mnist["totals"].values()) == 140 and mnist["totals"]["test"] > 0  # the test split is carved
+    assert mnist["totals"]["test"] > 0  # carved: the competition's test.csv has no labels
     cifar = json.loads((repo.path / "plots/cifar10/explore/stats.json").read_text())
     assert cifar["classes"] == sorted(CIFAR_CLASSES) and cifar["image_shape"] == [32, 32, 3]
     record = json.loads((repo.path / "data/raw/cifar10/source.json").read_text())

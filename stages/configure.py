@@ -7,7 +7,7 @@ whose file is unchanged does not re-run.
 import argparse
 from pathlib import Path
 
-from imagerec import datasets, params, sources
+from imagerec import params, sources
 from imagerec.errors import run_stage
 from imagerec.files import atomic_dir
 
@@ -20,7 +20,7 @@ def main() -> None:
     fetch = params.read_sections().get(args.dataset, {}).get("fetch")
     folder = fetch.get("path") if isinstance(fetch, dict) and fetch.get("source") == "folder" else None
     # Only a local folder can be looked at before fetch: it alone lets the images choose the model.
-    survey = (lambda: datasets.survey(Path(folder))) if isinstance(folder, str) else None
+    survey = (lambda: _survey(Path(folder))) if isinstance(folder, str) else None
     p = params.load(args.dataset, survey=survey)
     fingerprint = sources.folder_fingerprint(Path(p.fetch.path)) if p.fetch.source == "folder" else None
 
@@ -29,6 +29,13 @@ def main() -> None:
     print(f"{args.dataset}: {p.fetch.source} source, {p.model.name} model at {p.preprocess.image_size} px "
           f"({p.preprocess.color_mode}), {p.train.epochs} epochs"
           + (f" + {p.train.fine_tune.epochs} fine-tuning" if p.train.fine_tune else ""))
+
+
+def _survey(folder: Path) -> dict:
+    # Imported here: datasets brings scikit-learn (seconds), and configure runs on every `dvc repro`.
+    from imagerec import datasets
+
+    return datasets.survey(folder)
 
 
 if __name__ == "__main__":

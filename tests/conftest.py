@@ -23,7 +23,8 @@ def real_mirror() -> Path | None:
 
 
 def tiny_profile(params: dict) -> dict:
-    """The tiny profile: a few images per class, one or two epochs, small Cats vs Dogs images."""
+    """The tiny profile: a few images per class, one or two epochs, small Cats vs Dogs images, two
+    export formats."""
     for section in params.values():
         section["preprocess"]["max_per_class"] = 6
         section["train"].update(epochs=2, batch_size=16)
@@ -31,7 +32,7 @@ def tiny_profile(params: dict) -> dict:
             section["train"]["fine_tune"]["epochs"] = 1
         section["augment"]["preview_images"] = 4
         section["evaluate"].update(samples_shown=8, batch_size=32)
-        section["export"]["calibration_images"] = 8
+        section["export"].update(formats=["tflite_float32", "tflite_int8"], calibration_images=8)  # the others: test_export
     params["cats_vs_dogs"]["preprocess"]["image_size"] = 64
     return params
 

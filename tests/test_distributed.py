@@ -217,7 +217,7 @@ def test_two_workers_on_loopback_train_like_one_and_only_the_chief_writes(tmp_pa
     assert sorted(p.name for p in (chief / "model").iterdir()) == ["model.json", "model.keras"]
     assert (chief / "curves" / "plots" / "metrics" / "eval" / "accuracy.tsv").is_file()
     assert not (two / "out1").exists()
-    assert sorted(p.name for p in two.iterdir()) == ["data", "out0", "params.yaml"]
+    assert sorted(p.name for p in two.iterdir()) == ["config", "data", "out0", "params.yaml"]
     assert not any((tmp_path / "tmp1").iterdir())  # its throwaway outputs were removed
     card = json.loads((chief / "model" / "model.json").read_text())
     assert card["params"]["train"]["strategy"] == "multi_worker"

@@ -1,7 +1,7 @@
 """Scale: a DVC remote lets a second clone restore a finished run instead of repeating it, and a
 queued sweep runs experiments in parallel workers and compares them with `dvc exp show`.
 
-Both tests share one tiny-profile repository that has run mnist's stages up to evaluate.
+Both tests share one tiny-profile repository, a copy of the session's reproduced one.
 """
 import json
 import math
@@ -10,7 +10,7 @@ import time
 
 import psutil
 import pytest
-from conftest import PipelineRepo, make_pipeline_repo
+from conftest import PipelineRepo, copy_repo
 
 pytestmark = pytest.mark.slow
 
@@ -81,12 +81,11 @@ def wait_for_queue(repo: PipelineRepo, expected: int, timeout: float) -> dict[st
 
 
 @pytest.fixture(scope="module")
-def mnist_repo(tmp_path_factory, fixture_mirror) -> PipelineRepo:
-    """A tiny-profile repository whose mnist chain has run and whose dvc.lock is committed."""
-    repo = make_pipeline_repo(tmp_path_factory.mktemp("scale") / "repo", fixture_mirror)
-    assert stages_run(repo.dvc("repro", TARGET).stdout) == set(MNIST_STAGES)
+def mnist_repo(tmp_path_factory, reproduced_repo) -> PipelineRepo:
+    """A tiny-profile repository whose pipeline has run and whose dvc.lock is committed."""
+    repo = copy_repo(reproduced_repo, tmp_path_factory.mktemp("scale") / "repo")
     repo.run("git", "add", "-A")
-    repo.run("git", "commit", "-qm", "mnist run up to evaluate")
+    repo.run("git", "commit", "-qm", "tiny run")
     yield repo
     stop_workers(repo)
 
@@ -146,7 +145,7 @@ def test_queued_sweep_runs_in_two_workers_and_exp_show_compares_the_results(mnis
     losses = set()
     for name, rate in zip(names, SWEEP_RATES):
         data = experiments[name]
-        assert data["params"]["params.yaml"]["data"]["mnist"]["train"]["learning_rate"] == rate
+        assert data["params"]["params.yaml"]["data"]["datasets"]["mnist"]["train"]["learning_rate"] == rate
         metrics = data["metrics"]["metrics/mnist.json"]["data"]
         assert 0 <= metrics["accuracy"] <= 1 and math.isfinite(metrics["loss"])
         losses.add(metrics["loss"])

@@ -136,6 +136,7 @@ def test_plots_diff_json_holds_every_mnist_plot_for_both_revisions(repo, tmp_pat
     assert roc_image["workspace"] == (repo.path / "plots/mnist/evaluate/roc.png").read_bytes()
 
 
+@pytest.mark.extended
 def test_exp_run_with_one_epoch_shows_up_in_exp_show_and_exp_diff_with_mnist_metrics(repo):
     branch = repo.run("git", "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
     try:

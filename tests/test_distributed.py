@@ -123,6 +123,7 @@ print("RESULTS " + json.dumps(results))
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_mirrored_over_two_logical_cpus_scales_batch_and_rate_and_learns(tmp_path):
     log = tmp_path / "mirrored.log"
     process = start([PYTHON, "-c", MIRRORED_SCRIPT, str(Path(__file__).parent), str(tmp_path),
@@ -188,6 +189,7 @@ def val_accuracy(model_dir: Path, prepared: Path) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_two_workers_on_loopback_train_like_one_and_only_the_chief_writes(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     for work, strategy in ((one, "default"), (two, "multi_worker")):

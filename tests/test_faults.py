@@ -46,8 +46,8 @@ def test_forced_rerun_on_the_same_machine_gives_identical_metrics(finished_repo)
     before = metrics_files(finished_repo)
     assert len(before) == 2 * len(DATASETS)
     # Training is where nondeterminism would come from; export only converts the model it is given.
-    # MNIST's rerun is the restart after SIGKILL below.
-    targets = [f"{stage}@{ds}" for ds in ("cifar10", "cats_vs_dogs") for stage in ("train", "evaluate")]
+    # MNIST's rerun is the restart after SIGKILL below; CIFAR-10 trains the same CNN code.
+    targets = [f"{stage}@cats_vs_dogs" for stage in ("train", "evaluate")]
     output = finished_repo.dvc("repro", "--force", "--single-item", *targets).stdout
     assert all(f"Running stage '{target}'" in output for target in targets)
     assert metrics_files(finished_repo) == before
@@ -78,7 +78,7 @@ def test_run_killed_during_training_leaves_no_model_and_a_restart_reproduces_the
     # DVC's cache without training, leaving SIGKILL's leftovers for the next real training run.)
     repo.dvc("repro", "--force", "-s", "train@mnist")
     assert not list((repo.path / "models").glob(".mnist.*.tmp"))
-    repo.dvc("repro")  # the new model.keras (it records its save time) is evaluated and exported again
+    repo.dvc("repro", "evaluate@mnist")  # the new model.keras (it records its save time) is evaluated again
     assert metrics_files(repo) == before  # restarted from scratch, same seed: the same model
 
 

@@ -12,7 +12,7 @@ import psutil
 import pytest
 from conftest import PipelineRepo, copy_repo
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
 TARGET = "evaluate@mnist"  # one dataset's chain keeps these tests short
 MNIST_STAGES = [f"{stage}@mnist" for stage in ("fetch", "preprocess", "augment", "train", "evaluate")]

@@ -42,6 +42,7 @@ def finished_repo(tmp_path_factory, reproduced_repo):
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_forced_rerun_on_the_same_machine_gives_identical_metrics(finished_repo):
     before = metrics_files(finished_repo)
     assert len(before) == 2 * len(DATASETS)
@@ -54,6 +55,7 @@ def test_forced_rerun_on_the_same_machine_gives_identical_metrics(finished_repo)
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 @pytest.mark.parametrize("kill", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_run_killed_during_training_leaves_no_model_and_a_restart_reproduces_the_result(finished_repo, kill):
     repo = finished_repo

@@ -128,6 +128,7 @@ def test_jit_compile_under_deterministic_ops_is_refused_in_one_line(op_determini
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_train_stage_with_jit_compile_runs_xla(tmp_path):
     """The real train stage, in a subprocess with TF's info log on: XLA compiles the train step."""
     write_stage_inputs(tmp_path, "default")

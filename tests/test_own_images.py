@@ -57,6 +57,7 @@ def quick_section(path: Path) -> dict:
             "export": {"formats": ["tflite_float32"], "calibration_images": 8}}
 
 
+@pytest.mark.extended
 def test_a_folder_outside_the_repo_becomes_a_pipeline_and_its_removal_touches_nothing_else(reproduced_repo, tmp_path):
     repo = copy_repo(reproduced_repo, tmp_path / "repo")
     photos = make_photos(tmp_path / "elsewhere" / "photos")
@@ -163,6 +164,7 @@ def _kaggle_fixtures(root: Path) -> None:
         "id,label\n" + "".join(f"{i},{CIFAR_CLASSES[label]}\n" for i, label in enumerate(cifar_labels, 1)))
 
 
+@pytest.mark.extended
 def test_mnist_and_cifar10_from_kaggle_competitions(pipeline_repo, tmp_path):
     repo = pipeline_repo
     _kaggle_fixtures(tmp_path / "kaggle")

@@ -1,6 +1,7 @@
 """Shared test fixtures: fixture mirrors, and throwaway copies of the pipeline repo."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,6 +77,16 @@ class PipelineRepo:
 
     def metrics(self, dataset: str) -> dict:
         return json.loads((self.path / "metrics" / f"{dataset}.json").read_text())
+
+
+def stages_run(output: str) -> set[str]:
+    """The stages a `dvc repro` ran, but configure's, which runs every time (always_changed)."""
+    return {stage for stage in re.findall(r"Running stage '([^']+)'", output) if not stage.startswith("configure@")}
+
+
+def changed_stages(repo: "PipelineRepo") -> set[str]:
+    """The stages `dvc status` reports out of date, but configure's (always changed)."""
+    return {stage for stage in json.loads(repo.dvc("status", "--json").stdout) if not stage.startswith("configure@")}
 
 
 def dataset_plots(repo: "PipelineRepo", dataset: str) -> tuple[dict, list[str]]:

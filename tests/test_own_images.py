@@ -6,7 +6,6 @@ read with the download faked at the `kaggle` package's boundary (tests/fake_kagg
 """
 import io
 import json
-import re
 import shutil
 import sys
 import zipfile
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import copy_repo, make_pipeline_repo
+from conftest import changed_stages, copy_repo, stages_run
 from fixtures import CIFAR_CLASSES, encode, pattern_images
 
 pytestmark = pytest.mark.slow
@@ -25,11 +24,6 @@ JUNK = {".DS_Store": b"\x00\x00\x00\x01Bud1", "__MACOSX/rose/._0000.jpg": b"\x00
         "Thumbs.db": b"\x00" * 64, "readme.txt": b"photos of flowers"}
 PIPELINE = ["fetch", "preprocess", "augment", "train", "evaluate", "export"]
 FAKE_KAGGLE = Path(__file__).parent / "fake_kaggle"
-
-
-def stages_run(output: str) -> set[str]:
-    """The stages a `dvc repro` ran, but configure's, which runs every time (always_changed)."""
-    return {stage for stage in re.findall(r"Running stage '([^']+)'", output) if not stage.startswith("configure@")}
 
 
 def make_photos(folder: Path) -> Path:
@@ -85,8 +79,7 @@ def test_a_folder_outside_the_repo_becomes_a_pipeline_and_its_removal_touches_no
     assert stages_run(repo.dvc("repro").stdout) == set()
     (photos / "rose" / "new.jpg").write_bytes(encode(pattern_images([1], 40, 3, seed=9)[0]))
     repo.dvc("repro", "configure@photos")
-    changed = {stage for stage in json.loads(repo.dvc("status", "--json").stdout) if not stage.startswith("configure@")}
-    assert changed == {"fetch@photos"}
+    assert changed_stages(repo) == {"fetch@photos"}
 
     # Removing the section removes its stages and re-runs nothing else.
     del params["photos"]

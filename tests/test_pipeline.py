@@ -1,10 +1,9 @@
 """The whole pipeline through the real `dvc` CLI, on the tiny profile."""
 import json
 import math
-import re
 
 import pytest
-from conftest import copy_repo, make_pipeline_repo, real_mirror
+from conftest import changed_stages, copy_repo, make_pipeline_repo, real_mirror, stages_run
 
 DATASETS = ["mnist", "cifar10", "cats_vs_dogs"]
 STAGES = ["configure", "fetch", "preprocess", "augment", "train", "evaluate", "export"]
@@ -21,15 +20,6 @@ def assert_plot_data_is_finite_json(repo):
     assert files
     for path in files:
         json.loads(path.read_text(), parse_constant=_reject_nan)
-
-
-def stages_run(output: str) -> set[str]:
-    """The stages a `dvc repro` ran, but configure's, which runs every time (always_changed)."""
-    return {stage for stage in re.findall(r"Running stage '([^']+)'", output) if not stage.startswith("configure@")}
-
-
-def changed_stages(repo) -> set[str]:
-    return {stage for stage in json.loads(repo.dvc("status", "--json").stdout) if not stage.startswith("configure@")}
 
 
 def test_tiny_pipeline_runs_end_to_end_and_caches_every_stage(reproduced_repo, tmp_path):

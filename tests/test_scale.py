@@ -10,7 +10,7 @@ import time
 
 import psutil
 import pytest
-from conftest import PipelineRepo, copy_repo
+from conftest import PipelineRepo, copy_repo, stages_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.extended]
 
@@ -18,11 +18,6 @@ TARGET = "evaluate@mnist"  # one dataset's chain keeps these tests short
 MNIST_STAGES = [f"{stage}@mnist" for stage in ("fetch", "preprocess", "augment", "train", "evaluate")]
 SWEEP_RATES = [0.01, 0.005]  # one run per worker; the tiny baseline trains at 0.002
 QUEUE_TIMEOUT = 420  # seconds; the two experiments take about a minute on 2 busy cores
-
-
-def stages_run(output: str) -> set[str]:
-    """The stages a `dvc repro` ran, but configure's, which runs every time (always_changed)."""
-    return {stage for stage in re.findall(r"Running stage '([^']+)'", output) if not stage.startswith("configure@")}
 
 
 def worker_processes(repo: PipelineRepo) -> list[psutil.Process]:

@@ -5,7 +5,7 @@
 --raw is a raw cats_vs_dogs directory as the fetch stage writes it (default: the 25,000-photo
 synthetic archive that `python benchmarks/preprocess_throughput.py --kaggle-size` builds and
 keeps in $TMPDIR/imagerec-preprocess-bench/raw-25000). The script prepares it once at
---image-size into --workdir with `datasets.prepare` (cats_vs_dogs' split params), writes the
+--image-size into --workdir with `layouts.prepare` (cats_vs_dogs' split params), writes the
 stage configs there (data/config/cats_vs_dogs/, as the configure stage does) from params.yaml's
 cats_vs_dogs settings except the image size and --epochs epochs for each phase (head and
 fine-tuning), then runs `python -m stages.train data/config/cats_vs_dogs/train.json ...` of
@@ -35,11 +35,11 @@ DEFAULT_RAW = Path(tempfile.gettempdir()) / "imagerec-preprocess-bench" / "raw-2
 
 
 def prepare(raw: Path, prepared: Path, p) -> None:
-    from imagerec import datasets
+    from imagerec import layouts
 
     pre = p.preprocess
     prepared.mkdir(parents=True)
-    datasets.prepare(raw, prepared, pre.image_size, pre.color_mode, pre.val_fraction, pre.test_fraction, 0, p.seed)
+    layouts.prepare(raw, prepared, pre.image_size, pre.color_mode, pre.val_fraction, pre.test_fraction, 0, p.seed)
 
 
 def run_sampled(command: list[str], cwd: Path) -> dict:

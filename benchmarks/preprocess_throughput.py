@@ -6,7 +6,7 @@ and peak memory, as the number of images grows.
 Builds (once, kept in --workdir) a zip of synthetic JPEG photos laid out like
 cats_and_dogs_filtered.zip (`top/train/{cats,dogs}/`, `top/validation/{cats,dogs}/`, two thirds
 train), 300-500 px on a side, about 22 KB each like the real ones. For each size it runs the
-preprocess stage's library code (`imagerec.datasets.prepare` + `statistics`, with cats_vs_dogs'
+preprocess stage's library code (`imagerec.layouts.prepare` + `statistics`, with cats_vs_dogs'
 preprocess params from params.yaml and no max_per_class) in a child process, and records the
 child's seconds and its peak RSS (from wait4, the child's own rusage). --kaggle-size adds the
 25,000 images of Kaggle's dogs-vs-cats training set (about 0.55 GB of JPEGs, 5-10 minutes to build).
@@ -68,13 +68,13 @@ def build_archive(path: Path, count: int, seed: int = 0) -> dict:
 
 def child(raw_dir: Path, out_dir: Path, params_file: Path) -> None:
     """Runs in the measured process: what preprocess.py does before its figures."""
-    from imagerec import datasets, params
+    from imagerec import datasets, layouts, params
 
     pre = params.load("cats_vs_dogs", params_file).preprocess
     seed = params.load("cats_vs_dogs", params_file).seed
     started = time.perf_counter()
     # Decodes and resizes every image straight into its row of the output .npy files.
-    prepared, bad, ignored = datasets.prepare(raw_dir, out_dir, pre.image_size, pre.color_mode, pre.val_fraction,
+    prepared, bad, ignored = layouts.prepare(raw_dir, out_dir, pre.image_size, pre.color_mode, pre.val_fraction,
                                               pre.test_fraction, 0, seed)
     decoded = time.perf_counter()
     datasets.statistics(prepared, bad, ignored)

@@ -1,5 +1,6 @@
 """Decoding any image file the way training expects: upright, RGB or grayscale, square, uint8."""
 import io
+import struct
 import warnings
 
 import numpy as np
@@ -11,6 +12,9 @@ from .errors import ImagerecError
 IMAGE_SUFFIXES = {".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
 MAX_IMAGE_BYTES = 64 * 2**20
 # Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS, ~89 megapixels) stays in force.
+# What Pillow's format plugins raise on malformed bytes besides OSError and ValueError. Not
+# Exception: a MemoryError (or a KeyboardInterrupt) must stop the stage, not drop a good photo.
+PLUGIN_ERRORS = (TypeError, struct.error, IndexError, KeyError, ZeroDivisionError, AttributeError, NotImplementedError)
 
 
 class BadImage(ImagerecError):
@@ -50,7 +54,7 @@ def decode(data: bytes, size: int, color_mode: str) -> np.ndarray:
         raise BadImage(_reason(err)) from None
     except (OSError, ValueError, SyntaxError, EOFError) as err:
         raise BadImage(_reason(err)) from None
-    except Exception as err:  # a Pillow plugin tripping over a malformed file (TypeError, struct.error, ...)
+    except PLUGIN_ERRORS as err:
         raise BadImage(f"cannot decode: {type(err).__name__}: {' '.join(str(err).split())[:120]}") from None
     return array[..., None] if array.ndim == 2 else array
 

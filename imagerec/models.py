@@ -128,7 +128,25 @@ def save(model: keras.Model, model_dir: Path, card: dict) -> None:
     from .files import write_json
 
     model.save(Path(model_dir) / MODEL_FILE)
+    _drop_save_time(Path(model_dir) / MODEL_FILE)
     write_json(Path(model_dir) / CARD_FILE, card)
+
+
+def _drop_save_time(path: Path) -> None:
+    """Rewrite a .keras zip without the moment it was saved (metadata.json's date_saved, each
+    member's zip timestamp): identical weights then give an identical file, so DVC spares a
+    retrain's unchanged model the evaluate and export stages."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as saved:
+        members = [(info, saved.read(info)) for info in saved.infolist()]
+    with zipfile.ZipFile(path, "w") as fixed:
+        for info, data in members:
+            if info.filename == "metadata.json":
+                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "date_saved"}).encode()
+            fixed.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)), data,
+                           compress_type=info.compress_type)
 
 
 def load(model_dir: Path) -> tuple[keras.Model, dict]:

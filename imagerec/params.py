@@ -14,6 +14,7 @@ stages whose settings changed, also for keys a section leaves to their defaults.
 """
 import copy
 import re
+import reprlib
 from pathlib import Path
 from typing import Annotated, Callable, Literal, Union
 
@@ -30,6 +31,12 @@ DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # The backbones keras.applications offers here, with the image size their ImageNet weights were trained at.
 BACKBONES = ("mobilenet_v2", "efficientnet_v2_b0", "resnet50_v2")
 BACKBONE_IMAGE_SIZE = {"mobilenet_v2": 224, "efficientnet_v2_b0": 224, "resnet50_v2": 224}
+# More values than any real section holds: YAML aliases can make a few lines mean billions of them.
+MAX_VALUES = 10_000
+# An error shows a short excerpt of the offending value, never the whole of it.
+_EXCERPT = reprlib.Repr()
+_EXCERPT.maxlevel, _EXCERPT.maxstring, _EXCERPT.maxother, _EXCERPT.maxlong = 2, 60, 60, 40
+_EXCERPT.maxdict = _EXCERPT.maxlist = _EXCERPT.maxtuple = _EXCERPT.maxset = 4
 # How many of the base's top layers fine-tuning trains: about its last third.
 BACKBONE_FINE_TUNE_LAYERS = {"mobilenet_v2": 54, "efficientnet_v2_b0": 90, "resnet50_v2": 64}
 
@@ -173,24 +180,24 @@ class DatasetParams(_Section):
 
     @model_validator(mode="after")
     def _consistent(self):
-        from .sources import builtin_sources, kaggle_preset
+        from .catalog import builtin_sources, kaggle_preset
 
         fetch = self.fetch
         builtin = builtin_sources(self.name)
         if fetch.source in _FETCH_KEYS:
             required, allowed = _FETCH_KEYS[fetch.source]
             for key in sorted(fetch.keys_given() - allowed):
-                raise ValueError(f"fetch.{key}: not a key of source {fetch.source!r} (its keys: {', '.join(sorted(allowed))})")
+                raise ValueError(f"fetch.{key}: not a key of source {_EXCERPT.repr(fetch.source)} (its keys: {', '.join(sorted(allowed))})")
             for key in sorted(required - fetch.keys_given()):
-                raise ValueError(f"fetch.{key}: missing key (source {fetch.source!r} needs it)")
+                raise ValueError(f"fetch.{key}: missing key (source {_EXCERPT.repr(fetch.source)} needs it)")
             if fetch.source == "kaggle":
                 _check_kaggle(fetch, kaggle_preset(self.name) is not None)
         elif fetch.source in builtin:
             for key in sorted(fetch.keys_given()):
-                raise ValueError(f"fetch.{key}: not a key of the built-in source {fetch.source!r}")
+                raise ValueError(f"fetch.{key}: not a key of the built-in source {_EXCERPT.repr(fetch.source)}")
         else:
             allowed = sorted(set(builtin) - {"kaggle"}) + list(_FETCH_KEYS)
-            raise ValueError(f"fetch.source: unknown source {fetch.source!r} (allowed: {', '.join(allowed)})")
+            raise ValueError(f"fetch.source: unknown source {_EXCERPT.repr(fetch.source)} (allowed: {', '.join(allowed)})")
         pretrained = self.model.name in BACKBONES
         if pretrained and self.preprocess.color_mode != "rgb":
             raise ValueError(f"preprocess.color_mode: {self.model.name} needs rgb images")
@@ -303,7 +310,8 @@ _MODEL_TAGS = {"cnn", *BACKBONES}
 
 
 def _describe(error: dict) -> str:
-    parts = [str(part) for part in error["loc"] if not str(part).startswith("function-after")]
+    parts = [_EXCERPT.repr(part)[1:-1] if isinstance(part, str) else str(part)
+             for part in error["loc"] if not str(part).startswith("function-after")]
     if len(parts) > 1 and parts[0] == "model" and parts[1] in _MODEL_TAGS:
         del parts[1]  # pydantic names the union member; the user wrote model.<key>
     loc = ".".join(parts)
@@ -315,19 +323,40 @@ def _describe(error: dict) -> str:
     if kind == "union_tag_not_found":
         return f"{loc}.name: missing key"
     message = error["msg"].removeprefix("Value error, ")
-    got = "" if kind in ("value_error", "union_tag_invalid") else f" (got {error['input']!r})"
+    got = "" if kind in ("value_error", "union_tag_invalid") else f" (got {_EXCERPT.repr(error['input'])})"
     return f"{loc}: {message}{got}".lstrip(": ")
+
+
+def _count_values(node, limit: int = MAX_VALUES) -> int:
+    """Values in a parsed YAML tree, counting stopped just past `limit`: aliases share nodes, so a
+    full walk of a "billion laughs" file would take as long as its expansion."""
+    count, stack = 0, [node]
+    while stack and count <= limit:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple, set)):
+            stack.extend(node)
+    return count
 
 
 def read_sections(path: str | Path = PARAMS_FILE) -> dict[str, dict]:
     """params.yaml's `datasets:` mapping, its names checked; the sections as written."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ImagerecError(f"{path}: not found (run from the repository root)") from None
+    except OSError as err:
+        raise ImagerecError(f"{path}: cannot read it ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise ImagerecError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
     except yaml.YAMLError as err:
-        raise ImagerecError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+        raise ImagerecError(f"{path}: not valid YAML: {' '.join(str(err).split())[:200]}") from None
+    if _count_values(raw) > MAX_VALUES:
+        raise ImagerecError(f"{path}: holds more than {MAX_VALUES} values (YAML aliases expanding?)")
     if not isinstance(raw, dict) or set(raw) != {DATASETS_KEY}:
         raise ImagerecError(f"{path}: must hold one key, `{DATASETS_KEY}:`, a mapping of dataset name to settings")
     sections = raw[DATASETS_KEY]
@@ -336,7 +365,7 @@ def read_sections(path: str | Path = PARAMS_FILE) -> dict[str, dict]:
     for name, section in sections.items():
         if not isinstance(name, str) or not DATASET_NAME.fullmatch(name):
             raise ImagerecError(
-                f"{path}: {DATASETS_KEY}: {name!r} cannot be a dataset name: use up to 64 letters, digits, '_' "
+                f"{path}: {DATASETS_KEY}: {_EXCERPT.repr(name)} cannot be a dataset name: use up to 64 letters, digits, '_' "
                 "and '-', starting with a letter or digit (it becomes a DVC stage name and a folder name)")
         if not isinstance(section, dict):
             raise ImagerecError(f"{path}: {DATASETS_KEY}.{name}: must be a mapping (at least `fetch:`)")

@@ -16,6 +16,36 @@ from .datasets import Split  # noqa: E402
 from .errors import ImagerecError  # noqa: E402
 from .params import TestTimeAugmentation  # noqa: E402
 
+# The CPU features that change which kernels TF and oneDNN pick, and with them the last bits of
+# every sum: the same seed gives other weights on a CPU with a different set.
+KERNEL_CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+                    "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve")
+
+
+def environment() -> dict:
+    """What produced a result, beside it in the model card: the same seed on another CPU or with
+    other TF, Keras or NumPy versions gives slightly different weights (docs/results.md)."""
+    import platform
+
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and cpu in ("", platform.machine()):
+                cpu = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags.update(value.split())
+    except OSError:  # not Linux: the model name from platform is what there is
+        pass
+    return {
+        "cpu": cpu,
+        "cpu_flags": " ".join(flag for flag in KERNEL_CPU_FLAGS if flag in flags),  # a string: dvc metrics diff shows it
+        "cpu_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+    }
 
 def set_seeds(seed: int, deterministic_ops: bool = True) -> None:
     """Seeded Python/NumPy/TF RNGs; with `deterministic_ops`, TF's deterministic kernels too, so the
@@ -179,6 +209,7 @@ def fit(model: keras.Model, train: Split, val: Split, num_classes: int, train_pa
         # In the summary (metrics.json, written when the context ends) beside the last epoch's
         # scores, for `dvc exp show`.
         live.log_metric("train_seconds", round(time.monotonic() - started, 1), plot=False)
+        live.summary["environment"] = environment()
     return histories
 
 

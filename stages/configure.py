@@ -33,9 +33,9 @@ def main() -> None:
 
 def _survey(folder: Path) -> dict:
     # Imported here: datasets brings scikit-learn (seconds), and configure runs on every `dvc repro`.
-    from imagerec import datasets
+    from imagerec import layouts
 
-    return datasets.survey(folder)
+    return layouts.survey(folder)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ mirror when IMAGEREC_MIRROR is set.
 import argparse
 from pathlib import Path
 
-from imagerec import params, sources
+from imagerec import catalog, params, sources
 from imagerec.errors import run_stage
 from imagerec.files import atomic_dir, write_json
 
@@ -26,10 +26,10 @@ def main() -> None:
         write_json(out / sources.SOURCE_RECORD, record)
 
     with atomic_dir(args.pretrained_dir) as out:
-        weights = sources.PRETRAINED_WEIGHTS.get((p.weights.model, p.weights.pretrained))
+        weights = catalog.PRETRAINED_WEIGHTS.get((p.weights.model, p.weights.pretrained))
         files = []
         if weights:
-            files.append(sources.fetch_file(weights, sources.WEIGHTS_MIRROR_FOLDER, out, mirror, args.checksums))
+            files.append(sources.fetch_file(weights, catalog.WEIGHTS_MIRROR_FOLDER, out, mirror, args.checksums))
         write_json(out / "manifest.json", {"model": p.weights.model, "pretrained": p.weights.pretrained, "files": files})
     if not args.checksums.exists():  # a declared output, also when nothing needed recording
         write_json(args.checksums, {})

@@ -7,7 +7,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from imagerec import datasets, figures, params
+from imagerec import datasets, figures, layouts, params
 from imagerec.errors import run_stage
 from imagerec.files import atomic_dir, atomic_file, write_json
 
@@ -23,7 +23,7 @@ def main() -> None:
     pre = p.preprocess
 
     with atomic_dir(args.prepared_dir) as out:  # images are decoded straight into its .npy files
-        prepared, bad, ignored = datasets.prepare(args.raw_dir, out, pre.image_size, pre.color_mode,
+        prepared, bad, ignored = layouts.prepare(args.raw_dir, out, pre.image_size, pre.color_mode,
                                                   pre.val_fraction, pre.test_fraction, pre.max_per_class, p.seed)
         stats = datasets.statistics(prepared, bad, ignored)
     with atomic_dir(args.explore_dir) as out:

@@ -44,6 +44,7 @@ def main() -> None:
             "input_scaling": "uint8 pixels 0..255, resized to input_shape; the model rescales itself",
             "data": {"images": {split: len(data.splits[split].labels) for split in ("train", "val")}},
             "params": p.model_dump(mode="json", include={"seed", "model", "train"}),
+            "environment": training.environment(),
         })
 
 

@@ -22,11 +22,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import (CIFAR_CLASSES, ODD_PHOTO_OUTCOMES, encode, image_folder_files,  # noqa: E402
                       make_mnist_npz, odd_photo_files, pattern_images, write_archive)
 
-from imagerec import archives, datasets, images, params  # noqa: E402
+from imagerec import archives, datasets, images, layouts, params, sources  # noqa: E402
 from imagerec.archives import ArchiveError  # noqa: E402
 from imagerec.errors import ImagerecError  # noqa: E402
 
 PETS = ["cats", "dogs"]
+DIGITS = [str(digit) for digit in range(10)]
 
 
 def write_raw(raw_dir: Path, name: str, make, sha256: str | None = None) -> Path:
@@ -35,7 +36,7 @@ def write_raw(raw_dir: Path, name: str, make, sha256: str | None = None) -> Path
     path = raw_dir / name
     make(path)
     digest = sha256 or hashlib.sha256(path.read_bytes()).hexdigest()
-    (raw_dir / datasets.SOURCE_RECORD).write_text(f'{{"file": "{name}", "sha256": "{digest}"}}')
+    (raw_dir / sources.SOURCE_RECORD).write_text(f'{{"file": "{name}", "sha256": "{digest}"}}')
     return raw_dir
 
 
@@ -44,9 +45,9 @@ def folder_raw(tmp_path: Path, files: dict[str, bytes], name: str = "images.zip"
 
 
 def prepare(raw_dir: Path, size: int = 16, color_mode: str = "rgb", max_per_class: int = 0, seed: int = 0):
-    """datasets.prepare into a fresh directory beside `raw_dir`."""
+    """layouts.prepare into a fresh directory beside `raw_dir`."""
     out_dir = Path(tempfile.mkdtemp(prefix="prepared-", dir=raw_dir.parent))
-    return datasets.prepare(raw_dir, out_dir, size, color_mode, val_fraction=0.25, test_fraction=0.25,
+    return layouts.prepare(raw_dir, out_dir, size, color_mode, val_fraction=0.25, test_fraction=0.25,
                             max_per_class=max_per_class, seed=seed)
 
 
@@ -85,13 +86,13 @@ def cifar_tarball(path: Path, per_batch: int = 3, extra: dict[str, bytes] | None
 ])
 def test_detect_format_tells_formats_apart_by_content(tmp_path, name, make, expected):
     make(tmp_path / name)
-    assert datasets.detect_format(tmp_path / name) == expected
+    assert layouts.detect_format(tmp_path / name) == expected
 
 
 def test_detect_format_refuses_a_file_that_is_no_archive(tmp_path):
     (tmp_path / "x.zip").write_text("<html>rate limited</html>")
     with pytest.raises(ArchiveError):
-        datasets.detect_format(tmp_path / "x.zip")
+        layouts.detect_format(tmp_path / "x.zip")
 
 
 @pytest.mark.parametrize("member, expected", [
@@ -106,7 +107,7 @@ def test_detect_format_refuses_a_file_that_is_no_archive(tmp_path):
     ("PetImages/Cat/Thumbs.db", None),
 ])
 def test_label_member_gives_pool_and_class(member, expected):
-    assert datasets._label_member(member) == expected
+    assert layouts._label_member(member) == expected
 
 
 # --- splits ------------------------------------------------------------------------------------
@@ -202,7 +203,7 @@ def test_prepare_reads_kaggle_style_tar_labelled_by_file_name(tmp_path):
 def test_npz_is_prepared_into_memory_mapped_files_that_save_and_load_round_trip(tmp_path):
     out = tmp_path / "prepared"
     out.mkdir()
-    prepared, bad, ignored = datasets.prepare(write_raw(tmp_path / "raw", "mnist.npz", make_mnist_npz),
+    prepared, bad, ignored = layouts.prepare(write_raw(tmp_path / "raw", "mnist.npz", make_mnist_npz),
                                               out, 28, "grayscale", 0.25, 0.2, 0, seed=0)
     assert sorted(path.name for path in out.iterdir()) == sorted(
         ["classes.json"] + [f"{split}_{kind}.npy" for split in datasets.SPLITS for kind in ("images", "labels")])
@@ -212,7 +213,7 @@ def test_npz_is_prepared_into_memory_mapped_files_that_save_and_load_round_trip(
     again.mkdir()
     datasets.save(in_memory, again)
     loaded = datasets.load(again)
-    assert loaded.classes == datasets.MNIST_CLASSES
+    assert loaded.classes == DIGITS
     for split in datasets.SPLITS:
         assert isinstance(prepared.splits[split].images, np.memmap)
         assert isinstance(loaded.splits[split].images, np.memmap)
@@ -223,7 +224,7 @@ def test_npz_is_prepared_into_memory_mapped_files_that_save_and_load_round_trip(
     stats = datasets.statistics(loaded, bad, ignored)
     assert stats["image_shape"] == [28, 28, 1]
     assert stats["totals"] == {"train": 90, "val": 30, "test": 60}
-    assert stats["counts"]["test"] == {digit: 6 for digit in datasets.MNIST_CLASSES}
+    assert stats["counts"]["test"] == {digit: 6 for digit in DIGITS}
     assert stats["counts"]["val"]["7"] == 3 and stats["unreadable_images"] == 0
 
 
@@ -236,13 +237,13 @@ def test_load_of_incomplete_prepared_dir_names_the_missing_file(tmp_path):
 def trust_as_official(monkeypatch, raw: Path) -> Path:
     """Take the fixture tarball in `raw` for the official one (only that is ever unpickled)."""
     digest = hashlib.sha256((raw / "cifar-10-python.tar.gz").read_bytes()).hexdigest()
-    monkeypatch.setattr(datasets, "CIFAR10_PYTHON_SHA256", digest)
+    monkeypatch.setattr(layouts, "CIFAR10_PYTHON_SHA256", digest)
     return raw
 
 
 def test_cifar_python_batches_are_unpickled_into_hwc_images(tmp_path, monkeypatch):
     raw = trust_as_official(monkeypatch, write_raw(tmp_path / "raw", "cifar-10-python.tar.gz", cifar_tarball))
-    source = datasets.read_raw(raw)
+    source = layouts.read_raw(raw)
     assert source.classes == CIFAR_CLASSES
     assert {pool: len(labels) for pool, labels in source.labels.items()} == {"train": 15, "test": 6}
     images, _ = source._pools["train"]
@@ -256,14 +257,14 @@ def test_cifar_python_with_unverified_sha256_is_never_unpickled(tmp_path, monkey
     raw = write_raw(tmp_path / "raw", "cifar-10-python.tar.gz", cifar_tarball, sha256="0" * 64)
     monkeypatch.setattr(pickle, "loads", lambda *args, **kwargs: pytest.fail("unpickled an unverified file"))
     with pytest.raises(ImagerecError, match="refusing to unpickle"):
-        datasets.read_raw(raw)
+        layouts.read_raw(raw)
 
 
 def test_cifar_python_tarball_with_readme_html_is_read(tmp_path, monkeypatch):
     readme = {"readme.html": b'<meta HTTP-EQUIV="REFRESH" content="0; URL=https://www.cs.toronto.edu/~kriz/">\n'}
     raw = write_raw(tmp_path / "raw", "cifar-10-python.tar.gz",
                     lambda path: cifar_tarball(path, extra=readme, directory_entry=True))
-    source = datasets.read_raw(trust_as_official(monkeypatch, raw))
+    source = layouts.read_raw(trust_as_official(monkeypatch, raw))
     assert source.classes == CIFAR_CLASSES and source.ignored == ["cifar-10-batches-py/readme.html"]
 
 
@@ -295,7 +296,7 @@ def test_archive_format_is_read_from_content_not_extension(tmp_path):
     # A gzipped tar that calls itself .zip: still read, as what it is.
     raw = write_raw(tmp_path / "raw", "photos.zip", lambda p: write_archive(p.with_suffix(".tar.gz"), files)
                     or p.with_suffix(".tar.gz").rename(p))
-    assert datasets.detect_format(raw / "photos.zip") == "image-folder"
+    assert layouts.detect_format(raw / "photos.zip") == "image-folder"
     prepared, bad, _ = prepare(raw)
     assert prepared.classes == PETS and not bad
 
@@ -307,7 +308,7 @@ SPLIT_PARAMS = dict(val_fraction=0.25, test_fraction=0.25, max_per_class=0, seed
 
 def selected_files(raw_dir: Path, **split_params) -> dict[str, list[str]]:
     """The member names each split selects, in row order, bad ones included."""
-    source = datasets.read_raw(raw_dir)
+    source = layouts.read_raw(raw_dir)
     selection = datasets.assign_splits(source.labels, **(split_params or SPLIT_PARAMS))
     return {split: [source._names[pool][i] for i in index] for split, (pool, index) in selection.items()}
 
@@ -374,7 +375,7 @@ def test_every_odd_photo_is_converted_and_kept_or_skipped_with_a_reason(tmp_path
 
 def in_memory_prepare(raw_dir: Path, size: int, color_mode: str, **split_params) -> dict[str, bytes]:
     """What preprocess wrote before streaming: whole arrays in memory, bad rows dropped, np.save."""
-    source = datasets.read_raw(raw_dir)
+    source = layouts.read_raw(raw_dir)
     selection = datasets.assign_splits(source.labels, **split_params)
     data = dict(archives_member_bytes(source.path))
     out = {}
@@ -409,7 +410,7 @@ def test_streamed_files_are_byte_identical_to_in_memory_arrays(tmp_path, archive
     split_params = dict(val_fraction=0.2, test_fraction=0.2, max_per_class=0, seed=3)
     out = tmp_path / "prepared"
     out.mkdir()
-    prepared, bad, _ = datasets.prepare(raw, out, 20, color_mode, **split_params)
+    prepared, bad, _ = layouts.prepare(raw, out, 20, color_mode, **split_params)
     assert len(bad) == 2 + 2 * 4
     expected = in_memory_prepare(raw, 20, color_mode, **split_params)
     for name, data in expected.items():
@@ -423,7 +424,7 @@ def test_row_file_compacts_kept_rows_in_place_to_what_np_save_writes(tmp_path, k
     monkeypatch.setattr(datasets, "CHUNK_BYTES", 2 * 5 * 4 * 3)  # two rows per chunk
     rows = np.random.default_rng(0).integers(0, 256, (6, 5, 4, 3), dtype=np.uint8)
     path = tmp_path / "x_images.npy"
-    row_file = datasets._RowFile(path, 6, (5, 4, 3))
+    row_file = datasets.RowFile(path, 6, (5, 4, 3))
     for row in [4, 0, 5, 2, 1, 3]:  # the order of members in an archive, not of rows
         if kept[row]:
             row_file.write(row, rows[row])
@@ -446,7 +447,7 @@ def test_kaggle_competition_bundle_is_read_through_its_inner_train_zip(tmp_path)
     raw = folder_raw(tmp_path, bundle, "dogs-vs-cats.zip")
     out = tmp_path / "prepared"
     out.mkdir()
-    prepared, bad, ignored = datasets.prepare(raw, out, 24, "rgb", **SPLIT_PARAMS)
+    prepared, bad, ignored = layouts.prepare(raw, out, 24, "rgb", **SPLIT_PARAMS)
     assert prepared.classes == ["cat", "dog"]
     assert ignored == ["sampleSubmission.csv", "test1.zip/test1/1.jpg"]  # Kaggle's test images have no labels
     assert sorted(entry["file"] for entry in bad) == sorted(
@@ -470,7 +471,7 @@ def test_statistics_in_chunks_give_the_mean_of_the_whole_array(tmp_path, monkeyp
     files = image_folder_files(PETS, {"train": 12, "test": 4}, 24)
     out = tmp_path / "prepared"
     out.mkdir()
-    prepared, bad, ignored = datasets.prepare(folder_raw(tmp_path, files), out, 24, "rgb", **SPLIT_PARAMS)
+    prepared, bad, ignored = layouts.prepare(folder_raw(tmp_path, files), out, 24, "rgb", **SPLIT_PARAMS)
     monkeypatch.setattr(datasets, "CHUNK_BYTES", 24 * 24 * 3 * 5)  # five images at a time
     stats = datasets.statistics(prepared, bad, ignored)
     whole = np.asarray(prepared.splits["train"].images).reshape(-1, 3).mean(axis=0, dtype=np.float64)
@@ -490,7 +491,7 @@ def test_prepare_of_an_image_archive_holds_memory_for_a_chunk_not_the_dataset(tm
     out.mkdir()
     tracemalloc.start()
     try:
-        prepared, bad, ignored = datasets.prepare(raw, out, size, "rgb", **SPLIT_PARAMS)
+        prepared, bad, ignored = layouts.prepare(raw, out, size, "rgb", **SPLIT_PARAMS)
         datasets.statistics(prepared, bad, ignored)
         peak = tracemalloc.get_traced_memory()[1]
     finally:

@@ -172,3 +172,11 @@ def test_an_unexpected_error_inside_pillow_is_a_bad_image_not_a_crash(monkeypatc
     monkeypatch.setattr(images.ImageOps, "exif_transpose", broken)
     with pytest.raises(BadImage, match="cannot decode: TypeError: 'IFDRational'"):
         images.decode(encode(photo(), "JPEG"), 16, "rgb")
+
+
+def test_memory_error_while_decoding_stops_the_stage_instead_of_dropping_the_photo(monkeypatch):
+    def out_of_memory(image):
+        raise MemoryError()
+    monkeypatch.setattr(images.ImageOps, "exif_transpose", out_of_memory)
+    with pytest.raises(MemoryError):
+        images.decode(encode(photo(), "JPEG"), 16, "rgb")

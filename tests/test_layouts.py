@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import encode, pattern_images, shade_image, write_7z, write_archive, write_tree  # noqa: E402
 
-from imagerec import archives, datasets, images, sources  # noqa: E402
+from imagerec import archives, catalog, datasets, images, layouts, sources  # noqa: E402
 from imagerec.errors import ImagerecError  # noqa: E402
 
 FLOWERS = ["daisy", "rose", "tulip"]
@@ -36,14 +36,14 @@ def raw_dir(tmp_path: Path, files: dict[str, bytes | dict]) -> Path:
         else:
             (raw / name).write_bytes(content)
     record = {"dataset": "mine", "source": "folder", "files": [{"file": name, "sha256": "-"} for name in files]}
-    (raw / datasets.SOURCE_RECORD).write_text(json.dumps(record))
+    (raw / sources.SOURCE_RECORD).write_text(json.dumps(record))
     return raw
 
 
 def prepare(raw: Path, size: int = 16, color_mode: str = "rgb", val_fraction: float = 0.25, test_fraction: float = 0.25):
     out = raw.parent / "prepared"
     out.mkdir()
-    return datasets.prepare(raw, out, size, color_mode, val_fraction, test_fraction, max_per_class=0, seed=0)
+    return layouts.prepare(raw, out, size, color_mode, val_fraction, test_fraction, max_per_class=0, seed=0)
 
 
 def shades(layout: str, classes=FLOWERS, per_class: int = 4, **image) -> dict[str, bytes]:
@@ -94,7 +94,7 @@ def test_train_val_test_folders_are_the_three_splits(tmp_path):
 def test_a_valid_folder_alone_is_the_test_split_and_validation_is_carved_from_train(tmp_path):
     files = {**shades("train/{cls}/{k}.png", per_class=8), **shades("valid/{cls}/v{k}.png", per_class=2)}
     raw = raw_dir(tmp_path, {"data.tar.gz": files})
-    source = datasets.read_raw(raw)
+    source = layouts.read_raw(raw)
     assert {pool: len(labels) for pool, labels in source.labels.items()} == {"train": 24, "val": 6}
     prepared, _, _ = prepare(raw)
     assert totals(prepared) == {"train": 18, "val": 6, "test": 6}
@@ -134,7 +134,7 @@ def test_mixed_sizes_and_colour_modes_are_all_prepared(tmp_path):
 def test_a_folder_is_read_walking_regular_files_only(tmp_path):
     folder = write_tree(tmp_path / "flowers", shades("{cls}/{k}.png"))
     (folder / "daisy" / "link.png").symlink_to(folder / "rose" / "0.png")  # would add a rose to daisy
-    source = datasets._open(datasets._Tree([folder], tmp_path, "flowers"))
+    source = layouts._open(layouts._Tree([folder], tmp_path, "flowers"))
     assert source.classes == FLOWERS and len(source.labels["train"]) == 12
 
 
@@ -172,7 +172,7 @@ def kaggle_cifar(count: int = 24, test_count: int = 3) -> dict[str, bytes]:
 def test_kaggle_cifar10_bundle_labels_7z_images_by_id(tmp_path):
     bundle = {name: data.encode() if isinstance(data, str) else data for name, data in kaggle_cifar().items()}
     raw = raw_dir(tmp_path, {"cifar-10.zip": bundle})
-    assert datasets.detect_format(raw / "cifar-10.zip") == "labels-csv"
+    assert layouts.detect_format(raw / "cifar-10.zip") == "labels-csv"
     prepared, bad, ignored = prepare(raw)
     assert prepared.classes == CIFAR_WORDS and bad == []
     assert sum(totals(prepared).values()) == 24
@@ -236,24 +236,52 @@ def test_npz_without_a_test_split_is_carved_and_labels_name_the_classes(tmp_path
                for image, label in zip(test.images, test.labels))
 
 
+
+def npz(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+IMAGES = np.zeros((1000, 8, 8), np.uint8)
+
+
+@pytest.mark.parametrize("arrays", [
+    {"x_train": np.zeros(64, np.uint8), "y_train": np.zeros(64, np.uint8)},  # 1-D images
+    {"x_train": IMAGES[:10], "y_train": np.zeros(20, np.uint8)},  # more labels than images
+    {"x_train": IMAGES, "y_train": np.zeros(500, np.uint8)},  # fewer labels: none silently dropped
+    {"x_train": np.full((10, 8, 8), 2.5e8), "y_train": np.zeros(10, np.uint8)},  # float64 images
+    {"x_train": np.zeros((10, 8, 8, 5), np.uint8), "y_train": np.zeros(10, np.uint8)},  # five channels
+    {"x_train": np.zeros((10, 0, 8), np.uint8), "y_train": np.zeros(10, np.uint8)},  # no pixels
+    {"x_train": IMAGES[:10], "y_train": np.linspace(0, 1, 10)},  # float labels
+    {"x_train": IMAGES[:10], "y_train": np.zeros(10, np.uint8), "x_test": IMAGES[:3], "y_test": np.zeros(2, np.uint8)},
+])
+def test_npz_arrays_of_the_wrong_rank_dtype_or_length_are_one_line_and_write_nothing(tmp_path, arrays):
+    out = tmp_path / "prepared"
+    out.mkdir()
+    with pytest.raises(ImagerecError, match=r"digits.npz: x_(train|test) must be uint8 \(N, H, W\[, 1, 3 or 4\]\)") as err:
+        layouts.prepare(raw_dir(tmp_path, {"digits.npz": npz(**arrays)}), out, 8, "grayscale", 0.2, 0.2, 0, seed=0)
+    assert "\n" not in str(err.value) and list(out.iterdir()) == []
+
+
 class _Exploit:
     def __reduce__(self):
         return (exec, ("raise SystemExit('unpickled')",))
 
 
 def test_cifar_python_tarball_other_than_the_official_one_is_never_unpickled(tmp_path, monkeypatch):
-    assert datasets.CIFAR10_PYTHON_SHA256 == sources.DATASET_SOURCES["cifar10"]["toronto"].sha256
+    assert layouts.CIFAR10_PYTHON_SHA256 == catalog.DATASET_SOURCES["cifar10"]["toronto"].sha256
     payload = pickle.dumps(_Exploit())
     tar = io.BytesIO()
     with tarfile.open(fileobj=tar, mode="w:gz") as tf:
-        for name in datasets.CIFAR_BATCHES:
+        for name in layouts.CIFAR_BATCHES:
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(payload)
             tf.addfile(info, io.BytesIO(payload))
     monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled an unofficial file"))
     monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("unpickled an unofficial file"))
     raw = raw_dir(tmp_path, {"cifar-10-python.tar.gz": tar.getvalue()})
-    assert datasets.detect_format(raw / "cifar-10-python.tar.gz") == "cifar-python"
+    assert layouts.detect_format(raw / "cifar-10-python.tar.gz") == "cifar-python"
     one_line_error(lambda: prepare(raw), r"^cifar-10-python.tar.gz: .*refusing to unpickle")
 
 
@@ -281,7 +309,7 @@ def test_an_empty_class_folder_without_split_folders_is_an_error_naming_it(tmp_p
     if make == "folder":
         folder = write_tree(tmp_path / "flowers-dir", files)
         (folder / "flowers" / "tulip").mkdir()
-        one_line_error(lambda: datasets.survey(folder), r"class folder 'flowers/tulip' holds no images")
+        one_line_error(lambda: layouts.survey(folder), r"class folder 'flowers/tulip' holds no images")
     else:
         raw = raw_dir(tmp_path, {"flowers.zip": files})
         with zipfile.ZipFile(raw / "flowers.zip", "a") as zf:
@@ -331,24 +359,24 @@ def test_survey_of_a_folder_counts_without_decoding(tmp_path, monkeypatch):
              "readme.txt": b"x"}
     folder = write_tree(tmp_path / "flowers", files)
     monkeypatch.setattr(images, "decode", lambda *a, **k: pytest.fail("survey decoded an image"))
-    assert datasets.survey(folder) == {"images": 16, "classes": 3, "median_side": 16.0}
-    assert datasets.survey(folder, sample=3)["median_side"] == 16.0
+    assert layouts.survey(folder) == {"images": 16, "classes": 3, "median_side": 16.0}
+    assert layouts.survey(folder, sample=3)["median_side"] == 16.0
 
 
 @pytest.mark.parametrize("name", ["flowers.zip", "flowers.7z"])
 def test_survey_of_an_archive_reads_up_to_sample_headers(tmp_path, name):
     files = {**shades("{cls}/{k}.png", per_class=2, size=64, height=40), **shades("{cls}/s{k}.png", per_class=1, size=20)}
     path = pack(tmp_path / name, files)
-    assert datasets.survey(path) == {"images": 9, "classes": 3, "median_side": 40.0}  # min(64, 40)
+    assert layouts.survey(path) == {"images": 9, "classes": 3, "median_side": 40.0}  # min(64, 40)
 
 
 def test_survey_of_a_labels_csv_layout_and_of_a_pixel_csv(tmp_path):
     cifar = kaggle_cifar(count=6)
-    assert datasets.survey(pack(tmp_path / "c.zip", cifar)) == {"images": 6, "classes": 3, "median_side": 16.0}
+    assert layouts.survey(pack(tmp_path / "c.zip", cifar)) == {"images": 6, "classes": 3, "median_side": 16.0}
     labels = np.repeat(np.arange(3), 4)
     digits = tmp_path / "train.csv"
     digits.write_bytes(digit_csv(pattern_images(labels, 28, 1).reshape(12, 784), labels))
-    assert datasets.survey(digits) == {"images": 12, "classes": 3, "median_side": 28.0}
+    assert layouts.survey(digits) == {"images": 12, "classes": 3, "median_side": 28.0}
 
 
 @pytest.mark.parametrize("files, match", [
@@ -360,13 +388,13 @@ def test_survey_errors_are_the_ones_prepare_gives(tmp_path, files, match):
     path = tmp_path / "mine"
     if files is not None:
         write_tree(path, files)
-    one_line_error(lambda: datasets.survey(path), match)
+    one_line_error(lambda: layouts.survey(path), match)
 
 
 def test_an_old_single_file_source_json_is_still_read(tmp_path):
     raw = raw_dir(tmp_path, {"flowers.zip": shades("{cls}/{k}.png")})
-    (raw / datasets.SOURCE_RECORD).write_text(json.dumps({"file": "flowers.zip", "sha256": "-"}))
-    assert datasets.read_raw(raw).classes == FLOWERS
+    (raw / sources.SOURCE_RECORD).write_text(json.dumps({"file": "flowers.zip", "sha256": "-"}))
+    assert layouts.read_raw(raw).classes == FLOWERS
 
 
 def test_image_fixture_bytes_are_real_images():

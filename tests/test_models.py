@@ -97,6 +97,22 @@ def test_float32_model_is_saved_as_it_is():
     assert models.as_float32(model, p.model) is model
 
 
+
+def test_the_same_weights_saved_twice_make_the_same_file(tmp_path):
+    # Keras stamps the save time into model.keras; left in, every retrain would change the
+    # model's hash and make DVC re-run evaluate and export for nothing.
+    model = models.build(dataset_params("mnist", model=TINY_CNN).model, (28, 28, 1), 10)
+    saved = []
+    for second in (0, 1):
+        time.sleep(1.1 * second)  # zip timestamps have a resolution of two seconds, Keras' one
+        (tmp_path / str(second)).mkdir()
+        models.save(model, tmp_path / str(second), {"classes": list(map(str, range(10)))})
+        saved.append((tmp_path / str(second) / models.MODEL_FILE).read_bytes())
+    assert saved[0] == saved[1]
+    reloaded, card = models.load(tmp_path / "0")
+    assert_same_weights_layer_by_layer(model, reloaded)
+    assert card["classes"][9] == "9"
+
 @pytest.fixture
 def op_determinism_restored():
     """TF's op determinism is process-wide: leave it as the test found it, on or off."""

@@ -206,3 +206,28 @@ def test_params_file_that_is_not_a_datasets_mapping_is_refused(tmp_path, text):
 def test_missing_params_file_is_reported(tmp_path):
     message = load_error(tmp_path / "nope.yaml")
     assert "nope.yaml: not found" in message
+
+
+def test_params_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(b"\xff\xfe" + "datasets: {}\n".encode("utf-16-le"))
+    assert "params.yaml: not UTF-8 text (byte 0" in load_error(path)
+
+
+def billion_laughs(depth: int) -> str:
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, depth + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_aliases_expanding_to_billions_of_values_are_refused_quickly(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(billion_laughs(9) + "datasets:\n  mnist:\n    fetch: {source: keras}\n    seed: *a9\n")
+    assert "holds more than 10000 values (YAML aliases expanding?)" in load_error(path)
+
+
+@pytest.mark.parametrize("value", ["[" + ", ".join(["123456789"] * 2000) + "]", "x" * 100_000])
+def test_an_error_shows_only_an_excerpt_of_a_long_value(tmp_path, settings, value):
+    settings["mnist"]["seed"] = yaml.safe_load(value)
+    message = load_error(write(tmp_path, settings))
+    assert message.startswith(f"{tmp_path / 'params.yaml'}: datasets.mnist.seed: ") and len(message) < 300

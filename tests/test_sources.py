@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from imagerec import archives, sources
+from imagerec import archives, catalog, sources
 from imagerec.errors import ImagerecError
-from imagerec.sources import DATASET_SOURCES, PRETRAINED_WEIGHTS, ChecksumError, Mirror, RemoteFile
+from imagerec.catalog import DATASET_SOURCES, PRETRAINED_WEIGHTS, RemoteFile
+from imagerec.sources import ChecksumError, Mirror
 
 URL = "https://example.invalid/data.bin"
 BODY = b"the payload " * 1000
@@ -253,7 +254,7 @@ def test_tampered_weights_are_refused_against_keras_published_md5(serve, out, ba
     weights = PRETRAINED_WEIGHTS[(backbone, "imagenet")]
     serve(FakeResponse(body=b"not the weights Keras published"))
     with pytest.raises(ChecksumError) as info:
-        sources.fetch_file(weights, sources.WEIGHTS_MIRROR_FOLDER, out, None)
+        sources.fetch_file(weights, catalog.WEIGHTS_MIRROR_FOLDER, out, None)
     message = str(info.value)
     assert f"md5 mismatch (expected {weights.sha256}, got {md5(b'not the weights Keras published')})" in message
     assert weights.url in message and "\n" not in message and leftovers(out) == []
@@ -273,13 +274,13 @@ def test_weights_registry_has_keras_published_urls_and_hashes():
 # --- fetch_dataset: built-in sources ---------------------------------------------------------------------
 
 def test_builtin_sources_and_kaggle_presets():
-    assert sources.builtin_sources("mnist") == ["keras", "kaggle"]
-    assert sources.builtin_sources("cifar10") == ["toronto", "kaggle"]
-    assert sources.builtin_sources("cats_vs_dogs") == ["tensorflow", "petimages", "kaggle"]
-    assert sources.builtin_sources("flowers") == []
-    assert sources.kaggle_preset("cifar10") == {"source": "kaggle", "competition": "cifar-10", "dataset": None,
+    assert catalog.builtin_sources("mnist") == ["keras", "kaggle"]
+    assert catalog.builtin_sources("cifar10") == ["toronto", "kaggle"]
+    assert catalog.builtin_sources("cats_vs_dogs") == ["tensorflow", "petimages", "kaggle"]
+    assert catalog.builtin_sources("flowers") == []
+    assert catalog.kaggle_preset("cifar10") == {"source": "kaggle", "competition": "cifar-10", "dataset": None,
                                                 "files": ["train.7z", "trainLabels.csv"]}
-    assert sources.kaggle_preset("flowers") is None
+    assert catalog.kaggle_preset("flowers") is None
 
 
 def test_builtin_source_through_the_mirror(tmp_path, out):
@@ -601,3 +602,12 @@ def test_kaggle_later_file_failing_leaves_nothing(kaggle_store, tmp_path, out):
 def test_kaggle_section_that_names_no_single_download_is_refused(kaggle_store, tmp_path, out, fetch, message):
     with pytest.raises(ImagerecError, match=message):
         fetch_kaggle("flowers", out, tmp_path, **fetch)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe" + "x".encode("utf-16-le"), b"not-a-sha256  mnist/mnist.npz\n"])
+def test_sha256sums_not_utf8_or_without_a_sha256_is_one_line(tmp_path, content):
+    root = make_mirror(tmp_path / "m", {"mnist/mnist.npz": b"npz"})
+    (root / "SHA256SUMS").write_bytes(content)
+    with pytest.raises(ImagerecError, match="SHA256SUMS") as err:
+        Mirror(root)
+    assert "\n" not in str(err.value)

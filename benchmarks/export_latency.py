@@ -23,7 +23,7 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 
 import numpy as np  # noqa: E402
 
-from imagerec import datasets, export  # noqa: E402
+from imagerec import datasets, export, inference  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "export_latency.json"
 FILES = {"keras": "model.keras", "saved_model": export.SAVED_MODEL_DIR, **export.TFLITE_FILES}
@@ -53,7 +53,7 @@ def main() -> None:
         for fmt, name in FILES.items():
             path = Path("exports") / dataset / name
             if path.exists():
-                results["latency"][dataset][fmt] = {**latency_ms(export.load(fmt, path, threads=1), images),
+                results["latency"][dataset][fmt] = {**latency_ms(inference.load_exported(fmt, path, threads=1), images),
                                                     "size_bytes": export.size_bytes(path)}
                 print(dataset, fmt, results["latency"][dataset][fmt], flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

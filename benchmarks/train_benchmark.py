@@ -65,7 +65,7 @@ def test_probe(images, labels, batch_size: int, tta: str):
     import keras
     import numpy as np
 
-    from imagerec import training
+    from imagerec import inference
 
     class TestProbe(keras.callbacks.Callback):
         def __init__(self):
@@ -76,7 +76,7 @@ def test_probe(images, labels, batch_size: int, tta: str):
             return time.perf_counter() - self.started - self.excluded
 
         def accuracy(self, tta_mode: str) -> float:
-            predicted = training.predict(self.model, images, batch_size, tta_mode).argmax(axis=1)
+            predicted = inference.predict(inference.keras_runner(self.model), images, batch_size, tta_mode).argmax(axis=1)
             return float(np.mean(predicted == labels))
 
         def on_epoch_end(self, epoch, logs=None):

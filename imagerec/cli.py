@@ -6,49 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from . import images
 from .errors import ImagerecError, run_stage
-
-CHANNELS = {"grayscale": 1, "rgb": 3}
-BATCH_SIZE = 32
-
-
-class Classifier:
-    """A model dir ready for use: decodes images the way its card says and ranks its classes."""
-
-    def __init__(self, model_dir: Path):
-        from . import models  # imports TensorFlow (seconds): usage errors need not wait for it
-
-        try:
-            self.model, card = models.load(model_dir)
-        except json.JSONDecodeError as err:  # models.load passes a malformed card through as-is
-            raise ImagerecError(f"{model_dir}: model.json is not valid JSON ({err})") from None
-        try:
-            self.classes = [str(name) for name in card["classes"]]
-            self.size, self.color_mode = int(card["input_shape"][0]), card["color_mode"]
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise ImagerecError(f"{model_dir}: model.json needs classes, input_shape and color_mode") from None
-        self.dataset, self.card = card.get("dataset"), card
-        expected = (self.size, self.size, CHANNELS.get(self.color_mode))
-        if tuple(self.model.input_shape[1:]) != expected or self.model.output_shape[-1] != len(self.classes):
-            raise ImagerecError(
-                f"{model_dir}: model.json ({len(self.classes)} classes, {self.color_mode} {self.size}x{self.size})"
-                f" does not match the model (input {self.model.input_shape[1:]}, {self.model.output_shape[-1]} outputs)")
-
-    def decode(self, data: bytes) -> np.ndarray:
-        return images.decode(data, self.size, self.color_mode)
-
-    def rank(self, pixels: list[np.ndarray], top_k: int) -> list[list[dict]]:
-        """Per image, the top_k classes as [{"label", "probability"}], most probable first."""
-        from . import training
-
-        probabilities = training.predict(self.model, np.stack(pixels), BATCH_SIZE)
-        return [[{"label": self.classes[i], "probability": float(p[i])}
-                 for i in np.argsort(-p, kind="stable")[:top_k]]
-                for p in probabilities]
-
 
 def image_files(inputs: list[Path]) -> list[Path]:
     """Files as given; a folder stands for its image files (by suffix), sorted, not recursing.
@@ -79,11 +39,13 @@ def read_image_file(path: Path) -> bytes:
 def predict_command(args: argparse.Namespace) -> None:
     if args.top_k < 1:
         raise ImagerecError(f"--top-k must be at least 1, not {args.top_k}")
+    from .inference import Classifier  # imports TensorFlow (seconds): usage errors need not wait for it
+
     classifier = Classifier(args.model_dir)
     files, results, failed = image_files(args.images), [], 0
-    for start in range(0, len(files), BATCH_SIZE):
+    for start in range(0, len(files), classifier.BATCH_SIZE):
         good, pixels = [], []
-        for path in files[start:start + BATCH_SIZE]:
+        for path in files[start:start + classifier.BATCH_SIZE]:
             try:
                 pixels.append(classifier.decode(read_image_file(path)))
                 good.append(path)

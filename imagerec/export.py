@@ -1,4 +1,4 @@
-"""Exporting a trained model for serving and for the edge, and running the exported files.
+"""Exporting a trained model for serving and for the edge (inference.py runs the exported files).
 
 With Keras 3, TFLite conversion goes through the exported SavedModel (`model.export`):
 `TFLiteConverter.from_keras_model` fails on Keras 3 models.
@@ -22,12 +22,12 @@ TFLITE_FILES = {
 def export(model_dir: Path, out_dir: Path, formats: list[str], representative: np.ndarray) -> dict[str, Path]:
     """Write every asked format into `out_dir`, beside a copy of model.keras and model.json
     (so `out_dir` is itself a model directory). Returns {format: path}."""
-    import keras
+    from .inference import load_keras
 
     shutil.copy(model_dir / MODEL_FILE, out_dir / MODEL_FILE)
     shutil.copy(model_dir / CARD_FILE, out_dir / CARD_FILE)
     written = {"keras": out_dir / MODEL_FILE}
-    model = keras.models.load_model(out_dir / MODEL_FILE, safe_mode=True)
+    model = load_keras(out_dir / MODEL_FILE)
     saved_model = out_dir / SAVED_MODEL_DIR
     model.export(saved_model, format="tf_saved_model", verbose=False)
     if "saved_model" in formats:
@@ -59,53 +59,3 @@ def size_bytes(path: Path) -> int:
     if path.is_dir():
         return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return path.stat().st_size
-
-
-class TFLiteModel:
-    """A .tflite file behind a `__call__(batch) -> probabilities`, like a Keras model."""
-
-    def __init__(self, path: Path, threads: int | None = None):
-        self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.batch = None
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        if self.batch != len(batch):
-            self.interpreter.resize_tensor_input(self.input["index"], [len(batch), *batch.shape[1:]])
-            self.interpreter.allocate_tensors()
-            self.batch = len(batch)
-        self.interpreter.set_tensor(self.input["index"], batch.astype(np.float32))
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"])
-
-
-class SavedModel:
-    """An exported SavedModel's serving function behind `__call__(batch) -> probabilities`."""
-
-    def __init__(self, path: Path):
-        self.loaded = tf.saved_model.load(str(path))  # the function needs its object kept alive
-        self.function = self.loaded.serve
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.function(tf.constant(batch, tf.float32)))
-
-
-def load(fmt: str, path: Path, threads: int | None = None):
-    """A callable model for any exported format."""
-    if fmt == "keras":
-        import keras
-
-        model = keras.models.load_model(path, safe_mode=True)
-        return lambda batch: np.asarray(model(tf.constant(batch, tf.float32), training=False))
-    if fmt == "saved_model":
-        return SavedModel(path)
-    return TFLiteModel(path, threads)
-
-
-def accuracy(run, images: np.ndarray, labels: np.ndarray, batch_size: int) -> float:
-    correct = 0
-    for start in range(0, len(labels), batch_size):
-        batch = np.asarray(images[start:start + batch_size], dtype=np.float32)
-        correct += int((run(batch).argmax(axis=1) == labels[start:start + batch_size]).sum())
-    return correct / len(labels)

@@ -149,17 +149,9 @@ def _drop_save_time(path: Path) -> None:
                            compress_type=info.compress_type)
 
 
-def load(model_dir: Path) -> tuple[keras.Model, dict]:
-    """Load with Keras' safe mode: a model that needs arbitrary code (a Lambda layer) is refused."""
+def check_input_shape(model: keras.Model, image_shape: tuple) -> None:
     from .errors import ImagerecError
-    from .files import read_json
 
-    model_dir = Path(model_dir)
-    for name in (MODEL_FILE, CARD_FILE):
-        if not (model_dir / name).is_file():
-            raise ImagerecError(f"{model_dir}: incomplete model directory ({name} missing)")
-    try:
-        model = keras.models.load_model(model_dir / MODEL_FILE, safe_mode=True)
-    except ValueError as err:
-        raise ImagerecError(f"{model_dir / MODEL_FILE}: refused to load: {' '.join(str(err).split())[:200]}") from None
-    return model, read_json(model_dir / CARD_FILE)
+    expected = tuple(model.input_shape[1:])
+    if expected != tuple(image_shape):
+        raise ImagerecError(f"model expects images of shape {expected}, the dataset has {tuple(image_shape)}")

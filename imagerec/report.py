@@ -47,9 +47,28 @@ def _dataset_of(name: str, datasets: list[str]) -> str:
     return "other"
 
 
+def spread_verdict(old: float, new: float, test_images: int) -> str:
+    """Whether a change of test accuracy is beyond what a rerun elsewhere gives.
+
+    The same code, data and seed give other weights on another CPU or with other library
+    versions, and those move test accuracy by a few test images (docs/results.md). Two binomial
+    standard errors of the base accuracy, 2 * sqrt(p * (1 - p) / n), bound every such drift
+    measured so far; a rule of thumb, not a significance test."""
+    band = 2 * (old * (1 - old) / test_images) ** 0.5
+    images = round((new - old) * test_images)
+    verdict = "within the expected spread: drift, not evidence" if abs(new - old) <= band else \
+        "**beyond the expected spread**"
+    return (f"Test accuracy {old:.2%} → {new:.2%} ({images:+d} of {test_images:,} test images); reruns on "
+            f"another machine or seed vary by up to ±{band:.2%} (two binomial standard errors): {verdict}.")
+
+
 def _metrics_section(diff: dict, base: str, files: list[str]) -> list[str]:
     lines = []
     for path in sorted(files):
+        accuracy, images = diff[path].get("accuracy", {}), diff[path].get("test_images", {})
+        if all(isinstance(v, (int, float)) for v in (accuracy.get("old"), accuracy.get("new"), images.get("new"))) \
+                and accuracy["old"] != accuracy["new"]:
+            lines += [spread_verdict(accuracy["old"], accuracy["new"], images["new"]), ""]
         rows = sorted(diff[path].items(), key=lambda item: (item[0].count("."), item[0]))  # headline numbers first
         changed = {k: v for k, v in rows if v.get("old") != v.get("new")}
         if not changed:

@@ -20,8 +20,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
 from . import images, modelcard
-from .cli import Classifier
 from .errors import ImagerecError
+from .inference import Classifier
 
 WEB_DIR = Path(__file__).parent / "web"
 GRADCAM_METHOD = "hirescam"  # as the evaluate stage's gradcam.png: faithful for the CNN's flattening head

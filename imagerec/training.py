@@ -3,7 +3,6 @@ import math
 import os
 import sys
 import time
-from typing import get_args
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep stage logs readable
@@ -14,7 +13,6 @@ import tensorflow as tf  # noqa: E402
 
 from .datasets import Split  # noqa: E402
 from .errors import ImagerecError  # noqa: E402
-from .params import TestTimeAugmentation  # noqa: E402
 
 # The CPU features that change which kernels TF and oneDNN pick, and with them the last bits of
 # every sum: the same seed gives other weights on a CPU with a different set.
@@ -89,12 +87,6 @@ def input_pipeline(split: Split, num_classes: int, batch_size: int, shuffle_seed
     # Several workers each read their own share of the batches (there are no files to share out).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return data.with_options(options).prefetch(tf.data.AUTOTUNE)
-
-
-def check_input_shape(model: keras.Model, image_shape: tuple) -> None:
-    expected = tuple(model.input_shape[1:])
-    if expected != tuple(image_shape):
-        raise ImagerecError(f"model expects images of shape {expected}, the dataset has {tuple(image_shape)}")
 
 
 class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
@@ -174,7 +166,7 @@ def fit(model: keras.Model, train: Split, val: Split, num_classes: int, train_pa
     from dvclive import Live
     from dvclive.keras import DVCLiveCallback
 
-    from .models import unfreeze_top
+    from .models import check_input_shape, unfreeze_top
 
     check_input_shape(model, train.images.shape[1:])
     strategy = strategy or tf.distribute.get_strategy()
@@ -211,36 +203,3 @@ def fit(model: keras.Model, train: Split, val: Split, num_classes: int, train_pa
         live.log_metric("train_seconds", round(time.monotonic() - started, 1), plot=False)
         live.summary["environment"] = environment()
     return histories
-
-
-TTA_MODES = get_args(TestTimeAugmentation)
-
-
-def predict(model: keras.Model, images: np.ndarray, batch_size: int, tta: str = "none") -> np.ndarray:
-    """Class probabilities; calls the model on whole batches (model.predict is slow on CPU).
-
-    Test-time augmentation, for models trained with horizontal flips:
-    - "flip" averages each image's probabilities with its mirror image's;
-    - "flip_translate" (airbench's) averages that, at half weight, with the flip average of the
-      image shifted one pixel up-left and one pixel down-right (borders reflected)."""
-    if tta not in TTA_MODES:
-        raise ValueError(f"unknown test-time augmentation {tta!r}")
-
-    def with_mirror(batch):
-        return (model(batch, training=False) + model(tf.reverse(batch, axis=[2]), training=False)) / 2
-
-    out = []
-    for start in range(0, len(images), batch_size):
-        batch = tf.convert_to_tensor(np.asarray(images[start:start + batch_size]), dtype=tf.float32)
-        if tta == "none":
-            probabilities = model(batch, training=False)
-        elif tta == "flip":
-            probabilities = with_mirror(batch)
-        else:
-            height, width = batch.shape[1:3]
-            padded = tf.pad(batch, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
-            shifted = [padded[:, :height, :width], padded[:, 2:height + 2, 2:width + 2]]
-            probabilities = (with_mirror(batch) + sum(with_mirror(s) for s in shifted) / 2) / 2
-        out.append(np.asarray(probabilities))
-    probabilities = np.concatenate(out).astype(np.float64)
-    return probabilities / probabilities.sum(axis=1, keepdims=True)  # exact sums after float32 softmax

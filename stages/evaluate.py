@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imagerec import datasets, evaluation, figures, gradcam, models, params, training
+from imagerec import datasets, evaluation, figures, gradcam, inference, models, params
 from imagerec.errors import run_stage
 from imagerec.files import atomic_dir, atomic_file, write_json
 
@@ -23,10 +23,10 @@ def main() -> None:
     p = params.load_stage(args.config)
 
     test = datasets.load(args.prepared_dir, splits=["test"]).splits["test"]
-    model, card = models.load(args.model_dir)
-    training.check_input_shape(model, test.images.shape[1:])
+    model, card = inference.load(args.model_dir)
+    models.check_input_shape(model, test.images.shape[1:])
     classes = card["classes"]
-    probabilities = training.predict(model, test.images, p.evaluate.batch_size, p.evaluate.tta)
+    probabilities = inference.predict(inference.keras_runner(model), test.images, p.evaluate.batch_size, p.evaluate.tta)
     labels = test.labels
 
     scores = evaluation.scorecard(labels, probabilities, classes)

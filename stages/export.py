@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imagerec import datasets, export, params
+from imagerec import datasets, export, inference, params
 from imagerec.errors import run_stage
 from imagerec.files import atomic_dir, write_json
 
@@ -32,7 +32,8 @@ def main() -> None:
     scores = {}
     with atomic_dir(args.exports_dir) as out:
         for fmt, path in export.export(args.model_dir, out, p.export.formats, calibration).items():
-            accuracy = export.accuracy(export.load(fmt, path), test.images, test.labels, p.export.batch_size)
+            accuracy = inference.accuracy(inference.load_exported(fmt, path), test.images, test.labels,
+                                          p.export.batch_size)
             scores[fmt] = {"accuracy": round(accuracy, 6)}
         for fmt, score in scores.items():
             score["accuracy_change_points"] = round(100 * (score["accuracy"] - scores["keras"]["accuracy"]), 4)

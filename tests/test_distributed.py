@@ -181,11 +181,11 @@ def train_command(out: str) -> list[str]:
 
 
 def val_accuracy(model_dir: Path, prepared: Path) -> float:
-    from imagerec import datasets, models, training
+    from imagerec import datasets, inference
 
-    model, _ = models.load(model_dir)
+    model, _ = inference.load(model_dir)
     val = datasets.load(prepared, splits=["val"]).splits["val"]
-    return float((training.predict(model, val.images, 64).argmax(axis=1) == val.labels).mean())
+    return float((inference.predict(inference.keras_runner(model), val.images, 64).argmax(axis=1) == val.labels).mean())
 
 
 @pytest.mark.slow

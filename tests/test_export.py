@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fixtures
-from imagerec import export, models
+from imagerec import export, inference
 
 FORMATS = ["saved_model", "tflite_float32", "tflite_dynamic_range", "tflite_int8"]
 
@@ -28,7 +28,7 @@ def test_every_format_is_written_beside_a_loadable_model_directory(exported):
     assert set(written) == {"keras", *FORMATS}
     for path in written.values():
         assert export.size_bytes(path) > 0
-    model, card = models.load(out)  # the export directory is a model directory itself
+    model, card = inference.load(out)  # the export directory is a model directory itself
     assert card["classes"] == fixtures.TINY_CLASSES
     assert export.size_bytes(written["tflite_dynamic_range"]) < export.size_bytes(written["tflite_float32"])
 
@@ -36,25 +36,25 @@ def test_every_format_is_written_beside_a_loadable_model_directory(exported):
 def test_float_exports_give_the_keras_probabilities(exported, test_images):
     written, _ = exported
     images, _ = test_images
-    reference = export.load("keras", written["keras"])(images)
+    reference = inference.load_exported("keras", written["keras"])(images)
     for fmt in ("saved_model", "tflite_float32"):
-        np.testing.assert_allclose(export.load(fmt, written[fmt])(images), reference, atol=1e-4)
+        np.testing.assert_allclose(inference.load_exported(fmt, written[fmt])(images), reference, atol=1e-4)
 
 
 @pytest.mark.parametrize("fmt", ["tflite_dynamic_range", "tflite_int8"])
 def test_quantized_exports_keep_the_predicted_classes(exported, test_images, fmt):
     written, _ = exported
     images, labels = test_images
-    keras_accuracy = export.accuracy(export.load("keras", written["keras"]), images, labels, batch_size=7)
+    keras_accuracy = inference.accuracy(inference.load_exported("keras", written["keras"]), images, labels, batch_size=7)
     assert keras_accuracy >= 0.9  # the tiny model has learned the patterns
-    quantized = export.accuracy(export.load(fmt, written[fmt], threads=1), images, labels, batch_size=7)
+    quantized = inference.accuracy(inference.load_exported(fmt, written[fmt], threads=1), images, labels, batch_size=7)
     assert abs(quantized - keras_accuracy) <= 0.1
 
 
 def test_tflite_model_accepts_changing_batch_sizes(exported, test_images):
     written, _ = exported
     images, _ = test_images
-    run = export.load("tflite_float32", written["tflite_float32"])
+    run = inference.load_exported("tflite_float32", written["tflite_float32"])
     assert run(images[:1]).shape == (1, 10)
     assert run(images[:5]).shape == (5, 10)
     assert run(images[:1]).shape == (1, 10)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from fixtures import pattern_images, write_tiny_model
 
-from imagerec import gradcam, models
+from imagerec import gradcam, inference, models
 from imagerec.errors import ImagerecError
 
 LABELS = np.repeat(np.arange(10), 2)
@@ -12,7 +12,7 @@ LABELS = np.repeat(np.arange(10), 2)
 
 @pytest.fixture(scope="module")
 def tiny_cnn(tmp_path_factory):
-    model, _ = models.load(write_tiny_model(tmp_path_factory.mktemp("model")))
+    model, _ = inference.load(write_tiny_model(tmp_path_factory.mktemp("model")))
     return model
 
 
@@ -110,8 +110,8 @@ def test_gradcam_and_hirescam_agree_when_the_head_pools_globally():
 
 def test_saved_and_reloaded_mobilenet_gives_the_same_heatmaps(tiny_mobilenet, tmp_path):
     images = pattern_images(np.array([0, 1]), 32, 3)
-    models.save(tiny_mobilenet, tmp_path, {"classes": ["a", "b"]})
-    reloaded, _ = models.load(tmp_path)
+    models.save(tiny_mobilenet, tmp_path, {"classes": ["a", "b"], "input_shape": [32, 32, 3], "color_mode": "rgb"})
+    reloaded, _ = inference.load(tmp_path)
     np.testing.assert_allclose(gradcam.heatmaps(reloaded, images), gradcam.heatmaps(tiny_mobilenet, images), atol=1e-5)
 
 

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import yaml
 
-from imagerec import models, params, training
+from imagerec import inference, models, params, training
 from imagerec.errors import ImagerecError
 from fixtures import make_backbone_weights, pattern_images
 from test_distributed import start, tail, train_command, wait_all, write_stage_inputs
 
 COMMITTED = Path(__file__).resolve().parents[1] / "params.yaml"
+DIGITS_CARD = {"classes": [str(digit) for digit in range(10)], "input_shape": [28, 28, 1], "color_mode": "grayscale"}
 
 
 def dataset_params(dataset: str, **sections) -> params.DatasetParams:
@@ -73,8 +74,8 @@ def test_mixed_precision_trains_in_float16_and_saves_in_float32(tmp_path):
     assert {layer.dtype_policy.name for layer in saved.layers} == {"float32"}
     assert_same_weights_layer_by_layer(model, saved)
     np.testing.assert_allclose(saved(images[:12]), np.asarray(model(images[:12]), np.float32), atol=5e-3)
-    models.save(saved, tmp_path, {"classes": list(map(str, range(10)))})
-    reloaded, _ = models.load(tmp_path)
+    models.save(saved, tmp_path, DIGITS_CARD)
+    reloaded, _ = inference.load(tmp_path)
     assert reloaded.layers[1].dtype_policy.name == "float32"
 
 
@@ -106,10 +107,10 @@ def test_the_same_weights_saved_twice_make_the_same_file(tmp_path):
     for second in (0, 1):
         time.sleep(1.1 * second)  # zip timestamps have a resolution of two seconds, Keras' one
         (tmp_path / str(second)).mkdir()
-        models.save(model, tmp_path / str(second), {"classes": list(map(str, range(10)))})
+        models.save(model, tmp_path / str(second), DIGITS_CARD)
         saved.append((tmp_path / str(second) / models.MODEL_FILE).read_bytes())
     assert saved[0] == saved[1]
-    reloaded, card = models.load(tmp_path / "0")
+    reloaded, card = inference.load(tmp_path / "0")
     assert_same_weights_layer_by_layer(model, reloaded)
     assert card["classes"][9] == "9"
 

@@ -11,6 +11,7 @@ import yaml
 from conftest import dataset_plots, make_pipeline_repo
 from PIL import Image
 from two_revisions import BASE, DATASETS, NEW_LR, at_base
+from imagerec import report as report_module
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
@@ -125,3 +126,15 @@ def test_report_without_dvc_installed_is_a_one_line_error(tmp_path):
     result = run_report(tmp_path, "--base", "main", prelude="import sys; sys.modules['dvc'] = None")
     assert result.returncode == 2
     assert result.stderr == f"error: dvc is not installed for {sys.executable} (pip install dvc)\n"
+
+
+@pytest.mark.parametrize("old, new, images, within", [
+    (0.9966, 0.9968, 10_000, True),   # MNIST on another CPU, 2026-12-01: +2 images
+    (0.9005, 0.8984, 10_000, True),   # CIFAR-10 on another CPU: -21 images
+    (0.9005, 0.8905, 10_000, False),  # a real loss of a point
+    (0.98, 0.97, 1_000, False),       # Cats vs Dogs losing 10 of 1,000
+])
+def test_spread_verdict_tells_drift_from_a_real_change(old, new, images, within):
+    verdict = report_module.spread_verdict(old, new, images)
+    assert ("within the expected spread" in verdict) is within
+    assert f"({round((new - old) * images):+d} of {images:,} test images)" in verdict

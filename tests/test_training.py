@@ -1,8 +1,8 @@
-"""Test-time augmentation in training.predict and the augmentation policy's ops."""
+"""Test-time augmentation in inference.predict and the augmentation policy's ops."""
 import numpy as np
 import pytest
 
-from imagerec import augment, training
+from imagerec import augment, inference
 
 
 def position_sensitive_model(seed=0):
@@ -29,13 +29,13 @@ def probabilities(model, batch):
 
 def test_no_tta_is_the_model_alone(model_and_images):
     model, images = model_and_images
-    np.testing.assert_allclose(training.predict(model, images, 3), probabilities(model, images), rtol=1e-5)
+    np.testing.assert_allclose(inference.predict(inference.keras_runner(model), images, 3), probabilities(model, images), rtol=1e-5)
 
 
 def test_flip_averages_with_the_mirror_image(model_and_images):
     model, images = model_and_images
     expected = (probabilities(model, images) + probabilities(model, images[:, :, ::-1])) / 2
-    np.testing.assert_allclose(training.predict(model, images, 4, "flip"), expected, rtol=1e-5)
+    np.testing.assert_allclose(inference.predict(inference.keras_runner(model), images, 4, "flip"), expected, rtol=1e-5)
 
 
 def test_flip_translate_adds_one_pixel_shifts_at_half_weight(model_and_images):
@@ -47,16 +47,16 @@ def test_flip_translate_adds_one_pixel_shifts_at_half_weight(model_and_images):
     padded = np.pad(images, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
     up_left, down_right = padded[:, :5, :6], padded[:, 2:, 2:]
     expected = with_mirror(images) / 2 + (with_mirror(up_left) + with_mirror(down_right)) / 4
-    predicted = training.predict(model, images, 5, "flip_translate")
+    predicted = inference.predict(inference.keras_runner(model), images, 5, "flip_translate")
     np.testing.assert_allclose(predicted, expected, rtol=1e-5)
-    assert not np.allclose(predicted, training.predict(model, images, 5, "flip"))  # the shifts do count
+    assert not np.allclose(predicted, inference.predict(inference.keras_runner(model), images, 5, "flip"))  # the shifts do count
     np.testing.assert_allclose(predicted.sum(axis=1), 1.0)
 
 
 def test_unknown_tta_is_refused(model_and_images):
     model, images = model_and_images
     with pytest.raises(ValueError, match="rotate"):
-        training.predict(model, images, 2, "rotate")
+        inference.predict(inference.keras_runner(model), images, 2, "rotate")
 
 
 class Augment:

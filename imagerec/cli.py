@@ -26,6 +26,8 @@ def read_image_file(path: Path) -> bytes:
     """The file's bytes, but at most one more than images.decode accepts: a huge file is refused
     without first filling memory."""
     try:
+        if path.exists() and not path.is_dir() and not path.is_file():  # opening a FIFO would wait forever
+            raise ImagerecError("not a regular file (a FIFO, socket or device)")
         with open(path, "rb") as f:
             return f.read(images.MAX_IMAGE_BYTES + 1)
     except FileNotFoundError:
@@ -65,7 +67,12 @@ def predict_command(args: argparse.Namespace) -> None:
 def serve_command(args: argparse.Namespace) -> None:
     from . import serve
 
-    serve.run(args.model_dirs, args.host, args.port, args.results)
+    limits = {"max_pending": args.max_pending, "header_seconds": args.header_seconds, "body_seconds": args.body_seconds}
+    for name, value in limits.items():
+        if value is not None and value <= 0:
+            raise ImagerecError(f"--{name.replace('_', '-')}: must be above 0, not {value}")
+    serve.run(args.model_dirs, args.host, args.port, args.results,
+              **{name: value for name, value in limits.items() if value is not None})
 
 
 def report_command(args: argparse.Namespace) -> None:
@@ -113,6 +120,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--results", type=Path, metavar="DIR",
                        help="the repository whose metrics/, plots/ and params.yaml the model cards show "
                             "(default: each MODEL_DIR's grandparent, e.g. . for models/mnist)")
+    serve.add_argument("--max-pending", type=int, metavar="N",
+                       help="predictions admitted at once, waiting or running; more get 503 with Retry-After (default: 128)")
+    serve.add_argument("--header-seconds", type=float, metavar="SECONDS",
+                       help="a connection that has not sent a request's headers by then is closed (default: 10)")
+    serve.add_argument("--body-seconds", type=float, metavar="SECONDS",
+                       help="... nor its body within this of the headers (default: 30)")
     serve.set_defaults(command=serve_command)
 
     report = commands.add_parser(

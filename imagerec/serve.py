@@ -26,6 +26,57 @@ from .inference import Classifier
 WEB_DIR = Path(__file__).parent / "web"
 GRADCAM_METHOD = "hirescam"  # as the evaluate stage's gradcam.png: faithful for the CNN's flattening head
 MAX_REQUEST_BYTES = 10 * 2**20
+# A model sees 224x224 at most: a larger upload is refused from its header, before decoding.
+MAX_IMAGE_PIXELS = 40_000_000  # a 7,700 x 5,200 photo; Pillow's own bomb limit is 89 M
+DECODE_SLOTS = 2  # images decoded at once (one per core): bounds the memory large uploads take
+MAX_PENDING = 128  # /predict requests admitted at once (waiting or running); more get 503
+RETRY_AFTER_SECONDS = 1
+HEADER_SECONDS = 10  # a connection must deliver a request's headers within this
+BODY_SECONDS = 30  # ... and its body within this of the headers
+
+
+def _slow_client_protocol(header_seconds: float, body_seconds: float):
+    """uvicorn's h11 protocol with deadlines that a slow client cannot stretch by sending a byte
+    now and then: the request's headers within `header_seconds` of connecting (or of the previous
+    answer), its body within `body_seconds` of the headers; else the connection is closed. uvicorn
+    has only an idle keep-alive timeout, which any byte resets."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class SlowClientTimeouts(H11Protocol):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._deadline = None
+            self._arm(header_seconds)
+
+        def _arm(self, seconds: float) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._deadline = self.loop.call_later(seconds, self._expire)
+
+        def _expire(self) -> None:
+            # IDLE: the headers have not all come; SEND_BODY: the body has not. DONE: the
+            # request is in and the app is answering it, however long that takes.
+            if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing():
+                self.transport.close()
+
+        def handle_events(self) -> None:
+            before = self.cycle
+            super().handle_events()
+            if self.cycle is not before:  # a request's headers are complete
+                self._arm(body_seconds)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm(header_seconds)
+
+        def connection_lost(self, exc):
+            if self._deadline is not None:
+                self._deadline.cancel()
+            super().connection_lost(exc)
+
+    return SlowClientTimeouts
 
 
 class RequestSizeLimit:
@@ -93,7 +144,7 @@ def heatmap_png(heat: np.ndarray) -> str:
 
 
 def create_app(model_dirs: Path | list[Path], max_request_bytes: int = MAX_REQUEST_BYTES,
-               results_root: Path | None = None) -> FastAPI:
+               results_root: Path | None = None, max_pending: int = MAX_PENDING) -> FastAPI:
     """The app, with the models loaded now rather than per request. Every error answer is JSON
     {"error": "..."}: a bad image or parameter 422, an unknown path or model file 404, a request
     over max_request_bytes 413."""
@@ -101,8 +152,11 @@ def create_app(model_dirs: Path | list[Path], max_request_bytes: int = MAX_REQUE
         model_dirs = [model_dirs]
     served = load_models([Path(d) for d in model_dirs], results_root)
     # Requests run in a thread pool; one model call at a time keeps Keras' per-call state simple,
-    # and on a CPU concurrent calls would only compete for the same cores.
+    # and on a CPU concurrent calls would only compete for the same cores. Decoding runs outside
+    # the model's lock, a few images at a time; past MAX_PENDING requests the answer is 503.
     model_lock = threading.Lock()
+    decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
+    pending = threading.BoundedSemaphore(max_pending)
     app = FastAPI(title="imagerec")
     app.add_middleware(RequestSizeLimit, max_bytes=max_request_bytes)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
@@ -162,13 +216,19 @@ def create_app(model_dirs: Path | list[Path], max_request_bytes: int = MAX_REQUE
                 gradcam: bool = Query(False)):
         chosen = choose(model)
         classifier = chosen.classifier
+        if not pending.acquire(blocking=False):
+            return JSONResponse({"error": f"busy: {max_pending} requests in progress; try again shortly"},
+                                status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         try:
-            pixels = classifier.decode(file.file.read())
+            with decode_slots:
+                pixels = images.decode(file.file.read(), classifier.size, classifier.color_mode, MAX_IMAGE_PIXELS)
+            with model_lock:
+                [ranked] = classifier.rank([pixels], top_k)
+                explained = explain(classifier, pixels, ranked[0]["label"]) if gradcam else None
         except images.BadImage as err:
             return JSONResponse({"error": f"{file.filename}: {err}"}, status_code=422)
-        with model_lock:
-            [ranked] = classifier.rank([pixels], top_k)
-            explained = explain(classifier, pixels, ranked[0]["label"]) if gradcam else None
+        finally:
+            pending.release()
         answer = {"file": file.filename, "model": chosen.name, "predictions": ranked}
         if gradcam:
             answer["gradcam"] = explained
@@ -189,18 +249,22 @@ def explain(classifier: Classifier, pixels: np.ndarray, label: str) -> dict:
     return {"label": label, "method": GRADCAM_METHOD, "size": list(heat.shape), "png": heatmap_png(heat)}
 
 
-def run(model_dirs: Path | list[Path], host: str, port: int, results_root: Path | None = None) -> None:
+def run(model_dirs: Path | list[Path], host: str, port: int, results_root: Path | None = None,
+        max_pending: int = MAX_PENDING, header_seconds: float = HEADER_SECONDS, body_seconds: float = BODY_SECONDS) -> None:
     import uvicorn
 
-    # Bounded waiting: idle keep-alive connections close after 5 s, at most 64 connections are
-    # served at once (more get 503), and shutdown waits at most 10 s for requests in flight.
-    uvicorn.run(create_app(model_dirs, results_root=results_root), host=host, port=port, timeout_keep_alive=5,
-                limit_concurrency=64, timeout_graceful_shutdown=10)
+    # Bounded waiting: idle keep-alive connections close after 5 s, slow ones by the deadlines of
+    # _slow_client_protocol, and shutdown waits at most 10 s for requests in flight. No
+    # limit_concurrency: it counts idle connections too, so a few dozen idle sockets would lock
+    # every client out; the app bounds its own work instead (MAX_PENDING, 503 beyond).
+    uvicorn.run(create_app(model_dirs, results_root=results_root, max_pending=max_pending), host=host, port=port,
+                timeout_keep_alive=5, http=_slow_client_protocol(header_seconds, body_seconds),
+                timeout_graceful_shutdown=10)
 
 
 @contextlib.contextmanager
 def serving(model_dirs: Path | list[Path], log_path: Path | None = None, start_timeout: float = 120,
-            results_root: Path | None = None):
+            results_root: Path | None = None, options: tuple[str, ...] = ()):
     """`imagerec serve` in a child process on a free loopback port; yields its base URL once
     /health answers, and stops it on exit (for tests, benchmarks and docs/make_screenshot.py)."""
     import requests
@@ -215,6 +279,7 @@ def serving(model_dirs: Path | list[Path], log_path: Path | None = None, start_t
     command = [sys.executable, "-m", "imagerec.cli", "serve", *map(str, model_dirs), "--port", str(port)]
     if results_root is not None:
         command += ["--results", str(results_root)]
+    command += list(options)  # more `imagerec serve` flags
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + start_timeout

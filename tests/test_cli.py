@@ -1,6 +1,7 @@
 """`imagerec predict`: labels for good images, one `error: ...` line and exit code 2 for bad input."""
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -115,6 +116,13 @@ def test_predict_on_a_text_file_named_jpg_exits_2_with_one_line(model_dir, tmp_p
     assert (code, out) == (2, "")
     assert err.splitlines() == [f"error: {tmp_path / 'photo.jpg'}: not an image (unknown format)"]
 
+
+
+def test_predict_on_a_fifo_exits_2_at_once_instead_of_waiting_for_a_writer(model_dir, tmp_path, capsys):
+    os.mkfifo(tmp_path / "photo.jpg")
+    code, out, err = run_main(capsys, "predict", model_dir, tmp_path / "photo.jpg")
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [f"error: {tmp_path / 'photo.jpg'}: not a regular file (a FIFO, socket or device)"]
 
 def test_predict_on_a_truncated_png_exits_2_with_one_line(model_dir, tmp_path, capsys):
     data = fixtures.image_of(3, "PNG", size=64)

@@ -1,12 +1,18 @@
 """`imagerec serve`: /health, /predict, and JSON 4xx answers (never a 500) for bad uploads."""
+import io
+import socket
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 from fastapi.testclient import TestClient
-from PIL import Image
+from PIL import Image, ImageFile
 
-from imagerec import serve
+from imagerec import images, serve
 import fixtures
 
 
@@ -111,3 +117,91 @@ def test_the_real_server_answers_health_and_predict(model_dir, tmp_path):
         response = requests.post(f"{base}/predict", params={"top_k": 2}, files=upload(fixtures.image_of(7)), timeout=30)
         assert response.status_code == 200
         assert [p["label"] for p in response.json()["predictions"]][0] == "seven"
+
+
+def png_of_size(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (width, height)).save(buffer, "PNG")  # one colour: a few kB however large
+    return buffer.getvalue()
+
+
+def test_an_image_of_more_pixels_than_served_is_refused_from_its_header(client, monkeypatch):
+    side = int(serve.MAX_IMAGE_PIXELS ** 0.5) + 1
+    wide, decoded, load = png_of_size(side, side), [], ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image) or load(image))
+    response = client.post("/predict", files=upload(wide, "wide.png"))
+    assert response.status_code == 422
+    assert response.json() == {"error": f"wide.png: {side}x{side} pixels: more than the "
+                                        f"{serve.MAX_IMAGE_PIXELS:,} accepted here"}
+    assert decoded == []  # refused before a single pixel was decoded
+
+
+def test_a_large_jpeg_is_decoded_at_reduced_scale_to_nearly_the_same_pixels():
+    photo = np.asarray(Image.open(io.BytesIO(fixtures.image_of(7, "PNG", size=64))).convert("RGB").resize((2000, 1600)))
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "JPEG", quality=95)
+    full = images.decode(buffer.getvalue(), 28, "grayscale")
+    reduced = images.decode(buffer.getvalue(), 28, "grayscale", max_pixels=serve.MAX_IMAGE_PIXELS)
+    assert reduced.shape == full.shape == (28, 28, 1)
+    assert np.abs(reduced.astype(int) - full.astype(int)).mean() < 2
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, tmp_path_factory):
+    """The real server (uvicorn, its connection handling) with short deadlines and a small queue."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with serve.serving(model_dir, log_path=log, start_timeout=60,
+                       options=("--header-seconds", "2", "--body-seconds", "2", "--max-pending", "6")) as base:
+        yield base
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closes the connection within `seconds` (recv then returns no bytes)."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1024) == b""
+    except socket.timeout:
+        return False
+
+
+def test_idle_connections_neither_lock_others_out_nor_stay_open(server):
+    host, port = server.removeprefix("http://").split(":")
+    idle = [socket.create_connection((host, int(port))) for _ in range(100)]
+    try:
+        assert requests.get(f"{server}/health", timeout=5).status_code == 200
+        assert closed_within(idle[0], 5)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+@pytest.mark.parametrize("head", [b"GET /health HTTP/1.1\r\nHost: x\r\n",  # headers, a byte at a time
+                                  b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"])  # body
+def test_a_client_dripping_bytes_is_cut_off_at_the_deadline(server, head):
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(head)
+        started = time.monotonic()
+        closed = False
+        while not closed and time.monotonic() - started < 6:
+            try:
+                sock.sendall(b"X")
+            except OSError:  # the server has closed it
+                break
+            closed = closed_within(sock, 0.5)
+        assert time.monotonic() - started < 6
+
+
+def test_a_burst_is_served_up_to_the_queue_bound_and_refused_beyond_with_json_503(server):
+    def one(_):
+        return requests.post(f"{server}/predict", files=upload(fixtures.image_of(3)), timeout=60)
+
+    with ThreadPoolExecutor(64) as pool:
+        answers = list(pool.map(one, range(64)))
+    by_status = Counter(answer.status_code for answer in answers)
+    assert set(by_status) == {200, 503} and by_status[200] >= 6, by_status
+    busy = next(answer for answer in answers if answer.status_code == 503)
+    assert busy.headers["Retry-After"] == "1"
+    assert busy.json() == {"error": "busy: 6 requests in progress; try again shortly"}
+    with ThreadPoolExecutor(6) as pool:  # within the bound: every one served
+        assert {answer.status_code for answer in pool.map(one, range(6))} == {200}

@@ -27,7 +27,10 @@ class ArchiveError(ImagerecError):
     pass
 
 
-_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+# What the standard library's readers raise on damaged bytes: besides their own errors, a zip of an
+# unknown version or method (NotImplementedError) and a name flagged UTF-8 that is not (ValueError).
+_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError,
+            NotImplementedError, ValueError)
 
 
 def _damaged_7z() -> tuple:
@@ -68,10 +71,17 @@ def archive_kind(path: Path) -> str:
     return kind
 
 
+def _shown(name: str) -> str:
+    """A member's name as an error message shows it: quoted, escaped, at most 100 characters."""
+    return repr(name[:100]) + ("..." if len(name) > 100 else "")
+
+
 def _check_name(archive: Path, name: str) -> str:
+    if not name.strip("/\\"):
+        raise ArchiveError(f"{archive.name}: refusing an entry without a name")
     pure = PurePosixPath(name.replace("\\", "/"))
     if pure.is_absolute() or name.startswith(("/", "\\")) or ".." in pure.parts or (pure.parts and ":" in pure.parts[0]):
-        raise ArchiveError(f"{archive.name}: refusing entry {name!r}: it points outside the archive")
+        raise ArchiveError(f"{archive.name}: refusing entry {_shown(name)}: it points outside the archive")
     return str(pure)
 
 
@@ -85,7 +95,7 @@ def _check_totals(archive: Path, entries: int, total_bytes: int) -> None:
 
 def _check_size(archive: Path, name: str, size: int) -> None:
     if size > MAX_MEMBER_BYTES:
-        raise ArchiveError(f"{archive.name}: refusing entry {name!r}: declares {size} bytes (archive bomb?)")
+        raise ArchiveError(f"{archive.name}: refusing entry {_shown(name)}: declares {size} bytes (archive bomb?)")
 
 
 # Entries: (name, declared size, is a folder, open); `open` is None for folders and 7z members.
@@ -101,7 +111,7 @@ def _zip_entries(path: Path) -> Iterator[tuple[str, int, bool, object]]:
                 continue
             mode = info.external_attr >> 16
             if mode and (mode & 0o170000) not in (0, 0o100000):
-                raise ArchiveError(f"{path.name}: refusing entry {name!r}: not a regular file (link or device)")
+                raise ArchiveError(f"{path.name}: refusing entry {_shown(name)}: not a regular file (link or device)")
             _check_size(path, name, info.file_size)
             yield name, info.file_size, False, lambda info=info: zf.open(info)
 
@@ -118,7 +128,7 @@ def _tar_entries(path: Path) -> Iterator[tuple[str, int, bool, object]]:
                 yield name.rstrip("/"), 0, True, None
                 continue
             if not member.isfile():
-                raise ArchiveError(f"{path.name}: refusing entry {name!r}: not a regular file (link or device)")
+                raise ArchiveError(f"{path.name}: refusing entry {_shown(name)}: not a regular file (link or device)")
             _check_size(path, name, member.size)
             yield name, member.size, False, lambda member=member: tf.extractfile(member)
 
@@ -145,7 +155,7 @@ def _7z_entries(path: Path) -> Iterator[tuple[str, int, bool, object]]:
             yield name.rstrip("/"), 0, True, None
             continue
         if f.is_symlink or f.is_junction or f.is_socket:
-            raise ArchiveError(f"{path.name}: refusing entry {name!r}: not a regular file (link or device)")
+            raise ArchiveError(f"{path.name}: refusing entry {_shown(name)}: not a regular file (link or device)")
         _check_size(path, name, f.uncompressed or 0)
         yield name, f.uncompressed or 0, False, None
 

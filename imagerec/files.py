@@ -57,5 +57,10 @@ def write_json(path: str | Path, data) -> None:
 
 
 def read_json(path: str | Path):
-    with open(path) as f:
-        return json.load(f)
+    """The parsed file; ValueError for anything but valid JSON (nesting too deep for the parser included)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return json.loads(data.decode("utf-8"))  # bytes would let json guess UTF-16 or -32 from a BOM
+    except RecursionError:
+        raise ValueError("nested too deeply") from None

@@ -6,7 +6,6 @@ them needs the training code.
 A runner is any `run(batch) -> class probabilities` over a float32 batch of uint8-range pixels:
 a Keras model (`keras_runner`), a SavedModel or a TFLite file (`load_exported`).
 """
-import json
 import os
 import zipfile
 from pathlib import Path
@@ -20,6 +19,7 @@ import tensorflow as tf  # noqa: E402
 
 from . import images  # noqa: E402
 from .errors import ImagerecError  # noqa: E402
+from .files import read_json  # noqa: E402
 from .models import CARD_FILE, MODEL_FILE  # noqa: E402
 from .params import TestTimeAugmentation  # noqa: E402
 
@@ -55,13 +55,13 @@ def load(model_dir: Path) -> tuple[keras.Model, dict]:
         if not (model_dir / name).is_file():
             raise ImagerecError(f"{model_dir}: incomplete model directory ({name} missing)")
     try:
-        card = json.loads((model_dir / CARD_FILE).read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
+        card = read_json(model_dir / CARD_FILE)
+    except ValueError as err:  # UnicodeDecodeError included
         raise ImagerecError(f"{model_dir / CARD_FILE}: not valid JSON ({_one_line(err, 120)})") from None
     try:
         classes = [str(name) for name in card["classes"]]
         size, channels = int(card["input_shape"][0]), CHANNELS[card["color_mode"]]
-    except (KeyError, IndexError, TypeError, ValueError):
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError):
         raise ImagerecError(f"{model_dir / CARD_FILE}: needs classes, input_shape and color_mode "
                             "(grayscale or rgb)") from None
     model = load_keras(model_dir / MODEL_FILE)

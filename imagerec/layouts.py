@@ -40,6 +40,7 @@ import pickle
 import re
 import tempfile
 import zipfile
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -391,8 +392,9 @@ def _read_npz(path: Path, name: str | None = None) -> _ArraySource:
         with np.load(path, allow_pickle=False) as data:
             pools = {pool: (data[f"x_{pool}"], data[f"y_{pool}"]) for pool in ("train", "test")
                      if pool == "train" or f"x_{pool}" in data.files}
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as err:
-        raise ImagerecError(f"{name}: not an npz with x_train/y_train (and x_test/y_test) ({err})") from None
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as err:
+        raise ImagerecError(f"{name}: not an npz with x_train/y_train (and x_test/y_test) "
+                            f"({' '.join(str(err).split())[:160]})") from None
     for pool, (x, y) in pools.items():
         if (x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[3] not in (1, 3, 4))
                 or 0 in x.shape or y.ndim != 1 or len(x) != len(y) or y.dtype.kind not in "iubU"):

@@ -323,6 +323,8 @@ def _describe(error: dict) -> str:
     if kind == "union_tag_not_found":
         return f"{loc}.name: missing key"
     message = error["msg"].removeprefix("Value error, ")
+    if len(message) > 200:  # pydantic quotes some inputs inside its own message
+        message = message[:200] + "..."
     got = "" if kind in ("value_error", "union_tag_invalid") else f" (got {_EXCERPT.repr(error['input'])})"
     return f"{loc}: {message}{got}".lstrip(": ")
 
@@ -346,14 +348,18 @@ def read_sections(path: str | Path = PARAMS_FILE) -> dict[str, dict]:
     """params.yaml's `datasets:` mapping, its names checked; the sections as written."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ImagerecError(f"{path}: not found (run from the repository root)") from None
     except OSError as err:
         raise ImagerecError(f"{path}: cannot read it ({err.strerror})") from None
     except UnicodeDecodeError as err:
         raise ImagerecError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
-    except yaml.YAMLError as err:
+    try:
+        raw = yaml.safe_load(text)
+    # Besides YAMLError, PyYAML's constructors let through what converting a scalar raises
+    # (`2001-13-45` as a date, `!!int x`), and its parser recurses once per nesting level.
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as err:
         raise ImagerecError(f"{path}: not valid YAML: {' '.join(str(err).split())[:200]}") from None
     if _count_values(raw) > MAX_VALUES:
         raise ImagerecError(f"{path}: holds more than {MAX_VALUES} values (YAML aliases expanding?)")

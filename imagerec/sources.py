@@ -9,7 +9,6 @@ A file that does not match is deleted, never renamed into place.
 import contextlib
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 from . import archives
 from .catalog import DATASET_SOURCES, KaggleSource, RemoteFile, builtin_sources
 from .errors import ImagerecError
+from .files import read_json, write_json
 
 MIRROR_ENV = "IMAGEREC_MIRROR"
 SOURCE_RECORD = "source.json"  # what was fetched, beside the fetched files
@@ -144,7 +144,7 @@ def _recorded(record_path: Path) -> dict[str, str]:
     if not record_path.exists():
         return {}
     try:
-        recorded = json.loads(record_path.read_text())
+        recorded = read_json(record_path)
     except (OSError, ValueError) as err:
         raise ImagerecError(f"{record_path}: unreadable sha256 record ({' '.join(str(err).split())[:160]})") from None
     if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
@@ -155,8 +155,6 @@ def _recorded(record_path: Path) -> dict[str, str]:
 def trust_on_first_use(record_path: Path, key: str, path: Path, digest: str) -> None:
     """Record the sha256 of `key`'s first download in `record_path` (kept in git); a later
     download must match it. A mismatch discards `path`, the record stays as it was."""
-    from .files import write_json
-
     recorded = _recorded(Path(record_path))
     if key not in recorded:
         write_json(record_path, dict(sorted({**recorded, key: digest}.items())))  # sorted: small git diffs

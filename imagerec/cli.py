@@ -67,9 +67,10 @@ def predict_command(args: argparse.Namespace) -> None:
 def serve_command(args: argparse.Namespace) -> None:
     from . import serve
 
-    limits = {"max_pending": args.max_pending, "header_seconds": args.header_seconds, "body_seconds": args.body_seconds}
+    limits = {"max_pending": args.max_pending, "header_seconds": args.header_seconds, "body_seconds": args.body_seconds,
+              "max_batch": args.max_batch, "batch_wait_ms": args.batch_wait_ms}
     for name, value in limits.items():
-        if value is not None and value <= 0:
+        if value is not None and (value < 0 or value == 0 and name != "batch_wait_ms"):
             raise ImagerecError(f"--{name.replace('_', '-')}: must be above 0, not {value}")
     serve.run(args.model_dirs, args.host, args.port, args.results,
               **{name: value for name, value in limits.items() if value is not None})
@@ -120,6 +121,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--results", type=Path, metavar="DIR",
                        help="the repository whose metrics/, plots/ and params.yaml the model cards show "
                             "(default: each MODEL_DIR's grandparent, e.g. . for models/mnist)")
+    serve.add_argument("--max-batch", type=int, metavar="N",
+                       help="concurrent predictions run as one batch of at most N images (default: 32)")
+    serve.add_argument("--batch-wait-ms", type=float, metavar="MS",
+                       help="how long the first image of a batch waits for others to join it (default: 5)")
     serve.add_argument("--max-pending", type=int, metavar="N",
                        help="predictions admitted at once, waiting or running; more get 503 with Retry-After (default: 128)")
     serve.add_argument("--header-seconds", type=float, metavar="SECONDS",

@@ -128,10 +128,11 @@ class Classifier:
 
     def rank(self, pixels: list[np.ndarray], top_k: int) -> list[list[dict]]:
         """Per image, the top_k classes as [{"label", "probability"}], most probable first."""
-        probabilities = predict(self.run, np.stack(pixels), self.BATCH_SIZE)
-        return [[{"label": self.classes[i], "probability": float(p[i])}
-                 for i in np.argsort(-p, kind="stable")[:top_k]]
-                for p in probabilities]
+        return [self.top(p, top_k) for p in predict(self.run, np.stack(pixels), self.BATCH_SIZE)]
+
+    def top(self, probabilities: np.ndarray, top_k: int) -> list[dict]:
+        return [{"label": self.classes[i], "probability": float(probabilities[i])}
+                for i in np.argsort(-probabilities, kind="stable")[:top_k]]
 
 
 # --- exported formats ----------------------------------------------------------------------------

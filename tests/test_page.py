@@ -303,6 +303,11 @@ def test_uploading_a_digit_shows_the_top_label_and_the_heat_map(page, tmp_path):
 
 
 @needs_browser
+def test_the_mnist_hint_says_that_digits_are_white_on_black(page):
+    assert "MNIST digits are white on black" in page.find_element("id", "drop-hint").text
+
+
+@needs_browser
 def test_uploading_a_text_file_shows_a_readable_error(page, tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("hello, I am text\n")
@@ -364,6 +369,7 @@ def test_the_model_card_shows_metrics_figures_curves_params_and_data(page, tmp_p
     assert page.find_element("id", "card-roc").text.endswith("not available")
     for metric in ("loss", "accuracy"):
         assert len(page.find_elements("css selector", f"#chart-{metric} svg polyline")) == 2  # train and eval
+        assert len(page.find_elements("css selector", f"#chart-{metric} svg circle.point")) == 6  # a dot per epoch
     params = page.find_element("id", "card-params").text
     assert "from params.yaml" in params and "epochs" in params
     assert "split_sizes" in page.find_element("id", "card-data").text

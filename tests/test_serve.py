@@ -12,7 +12,7 @@ import requests
 from fastapi.testclient import TestClient
 from PIL import Image, ImageFile
 
-from imagerec import images, serve
+from imagerec import images, inference, serve
 import fixtures
 
 
@@ -205,3 +205,14 @@ def test_a_burst_is_served_up_to_the_queue_bound_and_refused_beyond_with_json_50
     assert busy.json() == {"error": "busy: 6 requests in progress; try again shortly"}
     with ThreadPoolExecutor(6) as pool:  # within the bound: every one served
         assert {answer.status_code for answer in pool.map(one, range(6))} == {200}
+
+
+def test_concurrent_predictions_run_as_one_batch_and_each_gets_its_own_answer(model_dir, monkeypatch):
+    batches, predict = [], inference.predict
+    monkeypatch.setattr(inference, "predict", lambda run, pixels, *args: batches.append(len(pixels))
+                        or predict(run, pixels, *args))
+    digits = [7, 1, 3, 0, 5, 2, 9, 4]
+    with TestClient(serve.create_app(model_dir, batch_wait_ms=500)) as client, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda d: client.post("/predict", files=upload(fixtures.image_of(d))), digits))
+    assert [answer.json()["predictions"][0]["label"] for answer in answers] == [fixtures.TINY_CLASSES[d] for d in digits]
+    assert sum(batches) == 8 and max(batches) > 1, batches

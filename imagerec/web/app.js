@@ -78,7 +78,9 @@ function setModel(name) {
   $("draw-panel").hidden = !(model && model.color_mode === "grayscale");
   $("drop-hint").textContent = model
     ? `${model.classes.length} classes; images are resized to ${model.input_size}×${model.input_size}` +
-      ` ${model.color_mode === "grayscale" ? "greyscale" : "colour"} pixels. At most ${formatBytes(state.maxBytes)}.`
+      ` ${model.color_mode === "grayscale" ? "greyscale" : "colour"} pixels. At most ${formatBytes(state.maxBytes)}.` +
+      (model.dataset === "mnist" ? " MNIST digits are white on black: a dark digit on light paper is read wrongly," +
+        " so invert such a photo first (or draw the digit below)." : "")
     : "";
   resetResult("Choose or drop an image" + ($("draw-panel").hidden ? "." : ", or draw a digit."));
   clearError();
@@ -488,6 +490,8 @@ function lineChart(series, metric) {
     svg("line", { class: "axis", x1: left, x2: width - right, y1: height - bottom, y2: height - bottom }));
   for (const [cls, , points] of series) {
     chart.append(svg("polyline", { class: cls, points: points.map(([x, y]) => `${px(x)},${py(y)}`).join(" ") }));
+    // A dot per epoch: a one-epoch run has no line to draw, only its point.
+    for (const [x, y] of points) chart.append(svg("circle", { class: `${cls} point`, cx: px(x), cy: py(y), r: 2.5 }));
   }
   const legend = el("div", { class: "legend" }, ...series.map(([cls, name]) =>
     el("span", {}, el("span", { class: "key", style: `background: ${cls === "train" ? "var(--accent)" : "#e0762b"}` }), name)));

@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 
@@ -38,28 +39,52 @@ def read_image_file(path: Path) -> bytes:
         raise ImagerecError(f"cannot read: {err.strerror}") from None
 
 
+def decoded(classifier, path: Path):
+    """(path, pixels) or (path, the error's message)."""
+    try:
+        return path, classifier.decode(read_image_file(path))
+    except ImagerecError as err:
+        return path, str(err)
+
+
 def predict_command(args: argparse.Namespace) -> None:
+    """Streams the files through the model in batches: the next batch is decoded (two threads)
+    while the model runs on this one, so memory holds two batches whatever the folder's size."""
     if args.top_k < 1:
         raise ImagerecError(f"--top-k must be at least 1, not {args.top_k}")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
     from .inference import Classifier  # imports TensorFlow (seconds): usage errors need not wait for it
 
     classifier = Classifier(args.model_dir)
-    files, results, failed = image_files(args.images), [], 0
-    for start in range(0, len(files), classifier.BATCH_SIZE):
-        good, pixels = [], []
-        for path in files[start:start + classifier.BATCH_SIZE]:
-            try:
-                pixels.append(classifier.decode(read_image_file(path)))
-                good.append(path)
-            except ImagerecError as err:
-                print(f"error: {path}: {err}", file=sys.stderr)
-                failed += 1
-        for path, ranked in zip(good, classifier.rank(pixels, args.top_k) if pixels else []):
-            results.append({"file": str(path), "predictions": ranked})
-            if not args.json:
-                print(f"{path}: " + ", ".join(f"{p['label']} {p['probability']:.3f}" for p in ranked), flush=True)
-    if args.json:
-        print(json.dumps(results, indent=2))
+    files, failed, done = image_files(args.images), 0, 0
+    batches = [files[start:start + classifier.BATCH_SIZE] for start in range(0, len(files), classifier.BATCH_SIZE)]
+    started = time.monotonic()
+    with ThreadPoolExecutor(2) as pool, tqdm(total=len(files), unit="img", file=sys.stderr, leave=False,
+                                             disable=not sys.stderr.isatty()) as progress:
+        ahead = pool.map(lambda path: decoded(classifier, path), batches[0]) if batches else iter(())
+        for index in range(len(batches)):
+            batch = list(ahead)
+            if index + 1 < len(batches):
+                ahead = pool.map(lambda path: decoded(classifier, path), batches[index + 1])
+            good = [(path, pixels) for path, pixels in batch if not isinstance(pixels, str)]
+            for path, message in batch:
+                if isinstance(message, str):
+                    progress.write(f"error: {path}: {message}", file=sys.stderr)
+                    failed += 1
+            ranked = classifier.rank([pixels for _, pixels in good], args.top_k) if good else []
+            for (path, _), top in zip(good, ranked):
+                if args.json:  # JSON Lines: one object per image, as soon as it is known
+                    print(json.dumps({"file": str(path), "predictions": top}), flush=True)
+                else:
+                    print(f"{path}: " + ", ".join(f"{p['label']} {p['probability']:.3f}" for p in top), flush=True)
+            done += len(batch)
+            progress.update(len(batch))
+    if len(batches) > 1:  # a folder's worth: how fast it went
+        seconds = time.monotonic() - started
+        print(f"{done} images in {seconds:.1f} s ({done / seconds:.1f} images/s), {failed} unreadable", file=sys.stderr)
     if failed:
         sys.exit(2)
 
@@ -97,7 +122,9 @@ def parser() -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict", help="print the most probable labels of image files",
         description="Print the top-k labels and probabilities of each image, as `FILE: label 0.973, ...` lines "
-                    "or (--json) a JSON list of {file, predictions: [{label, probability}]}. "
+                    "or (--json) JSON Lines, one {file, predictions: [{label, probability}]} per image. "
+                    "Images are read in batches as they go (a folder of any size), with a progress bar on a "
+                    "terminal and the images/s at the end of more than one batch. "
                     "A bad image (missing, not an image, truncated, too large) does not stop the others: "
                     "it gets an `error: FILE: reason` line on stderr, the good images are still predicted, "
                     "and the exit code is 2. A bad model directory or option stops everything (exit code 2).")
@@ -105,7 +132,7 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
                          help="image files, or folders standing for their image files (sorted, not recursive)")
     predict.add_argument("--top-k", type=int, default=3, metavar="K", help="labels shown per image (default: 3)")
-    predict.add_argument("--json", action="store_true", help="print JSON instead of one line per image")
+    predict.add_argument("--json", action="store_true", help="print one JSON object per line (JSON Lines) instead of text")
     predict.set_defaults(command=predict_command)
 
     serve = commands.add_parser(

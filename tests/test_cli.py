@@ -2,6 +2,7 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -11,7 +12,7 @@ import keras
 import pytest
 
 import fixtures
-from imagerec import cli, models
+from imagerec import cli, inference, models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,9 +53,13 @@ def test_predict_prints_the_right_label_for_a_png_and_a_jpeg(model_dir, two_imag
     assert all(line.count(",") == 1 for line in lines)  # top 2: "label p, label p"
 
 
+def json_lines(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
 def test_predict_json_lists_top_k_labels_most_probable_first(model_dir, two_images, capsys):
     code, out, _ = run_main(capsys, "predict", model_dir, *two_images, "--top-k", "3", "--json")
-    results = json.loads(out)
+    results = json_lines(out)
     assert code == 0
     assert [r["file"] for r in results] == [str(p) for p in two_images]
     for result, label in zip(results, ["two", "five"]):
@@ -65,7 +70,7 @@ def test_predict_json_lists_top_k_labels_most_probable_first(model_dir, two_imag
 
 def test_top_k_above_the_number_of_classes_shows_every_class(model_dir, two_images, capsys):
     code, out, _ = run_main(capsys, "predict", model_dir, two_images[0], "--top-k", "50", "--json")
-    predictions = json.loads(out)[0]["predictions"]
+    predictions = json_lines(out)[0]["predictions"]
     assert code == 0
     assert sorted(p["label"] for p in predictions) == sorted(fixtures.TINY_CLASSES)
     assert sum(p["probability"] for p in predictions) == pytest.approx(1.0)
@@ -74,7 +79,7 @@ def test_top_k_above_the_number_of_classes_shows_every_class(model_dir, two_imag
 def test_a_larger_rgb_image_is_resized_and_made_grayscale_like_the_model(model_dir, tmp_path, capsys):
     (tmp_path / "six.png").write_bytes(fixtures.image_of(6, "PNG", size=56, channels=3))
     code, out, _ = run_main(capsys, "predict", model_dir, tmp_path / "six.png", "--json")
-    assert code == 0 and json.loads(out)[0]["predictions"][0]["label"] == "six"
+    assert code == 0 and json_lines(out)[0]["predictions"][0]["label"] == "six"
 
 
 def test_a_folder_stands_for_its_image_files_sorted(model_dir, tmp_path, capsys):
@@ -85,7 +90,7 @@ def test_a_folder_stands_for_its_image_files_sorted(model_dir, tmp_path, capsys)
     (tmp_path / "sub" / "d.png").write_bytes(fixtures.image_of(8))
     code, out, err = run_main(capsys, "predict", model_dir, tmp_path, "--json")
     assert (code, err) == (0, "")
-    assert [(Path(r["file"]).name, r["predictions"][0]["label"]) for r in json.loads(out)] == [
+    assert [(Path(r["file"]).name, r["predictions"][0]["label"]) for r in json_lines(out)] == [
         ("a.PNG", "four"), ("b.jpg", "three"), ("c.png", "seven")]
 
 
@@ -221,3 +226,18 @@ def test_predict_help_says_what_a_bad_image_does(capsys):
     code, out, _ = run_main(capsys, "predict", "--help")
     assert code == 0
     assert "does not stop the others" in " ".join(out.split())
+
+
+def test_a_folder_of_many_images_streams_in_batches_and_reports_its_speed(model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(inference.Classifier, "BATCH_SIZE", 4)
+    digits = [d % 10 for d in range(11)]
+    for k, digit in enumerate(digits):
+        (tmp_path / f"{k:02d}.png").write_bytes(fixtures.image_of(digit))
+    (tmp_path / "05.png").write_bytes(b"not a png")
+    code, out, err = run_main(capsys, "predict", model_dir, tmp_path, "--json")
+    results = json_lines(out)
+    assert code == 2 and [Path(r["file"]).name for r in results] == [f"{k:02d}.png" for k in range(11) if k != 5]
+    assert [r["predictions"][0]["label"] for r in results] == [fixtures.TINY_CLASSES[d] for k, d in enumerate(digits) if k != 5]
+    [error, speed] = err.splitlines()
+    assert error == f"error: {tmp_path / '05.png'}: not an image (unknown format)"
+    assert re.fullmatch(r"11 images in [0-9.]+ s \([0-9.]+ images/s\), 1 unreadable", speed)

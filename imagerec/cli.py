@@ -11,6 +11,13 @@ from pathlib import Path
 from . import images
 from .errors import ImagerecError, run_stage
 
+# inference.FORMATS, written out: importing inference imports TensorFlow, which --help need not wait for.
+FORMAT_CHOICES = ("auto", "keras", "saved_model", "tflite_float32", "tflite_dynamic_range", "tflite_int8")
+FORMAT_HELP = ("what runs the model: auto (default) times the formats in MODEL_DIR (exports/X holds the exported "
+               "ones) and takes the fastest whose test accuracy, as the export stage measured it, is at most "
+               "0.2 points below the Keras model's; or one format by name")
+
+
 def image_files(inputs: list[Path]) -> list[Path]:
     """Files as given; a folder stands for its image files (by suffix), sorted, not recursing.
 
@@ -59,6 +66,11 @@ def predict_command(args: argparse.Namespace) -> None:
     from .inference import Classifier  # imports TensorFlow (seconds): usage errors need not wait for it
 
     classifier = Classifier(args.model_dir)
+    if args.format != "keras":
+        from . import modelcard
+
+        results = modelcard.Results(classifier.dataset, modelcard.default_results_root(args.model_dir))
+        classifier.use(args.format, results.export_accuracy_changes())
     files, failed, done = image_files(args.images), 0, 0
     batches = [files[start:start + classifier.BATCH_SIZE] for start in range(0, len(files), classifier.BATCH_SIZE)]
     started = time.monotonic()
@@ -92,10 +104,10 @@ def predict_command(args: argparse.Namespace) -> None:
 def serve_command(args: argparse.Namespace) -> None:
     from . import serve
 
-    limits = {"max_pending": args.max_pending, "header_seconds": args.header_seconds, "body_seconds": args.body_seconds,
+    limits = {"fmt": args.format, "max_pending": args.max_pending, "header_seconds": args.header_seconds, "body_seconds": args.body_seconds,
               "max_batch": args.max_batch, "batch_wait_ms": args.batch_wait_ms}
     for name, value in limits.items():
-        if value is not None and (value < 0 or value == 0 and name != "batch_wait_ms"):
+        if isinstance(value, (int, float)) and (value < 0 or value == 0 and name != "batch_wait_ms"):
             raise ImagerecError(f"--{name.replace('_', '-')}: must be above 0, not {value}")
     serve.run(args.model_dirs, args.host, args.port, args.results,
               **{name: value for name, value in limits.items() if value is not None})
@@ -132,6 +144,7 @@ def parser() -> argparse.ArgumentParser:
     predict.add_argument("images", type=Path, nargs="+", metavar="IMAGE",
                          help="image files, or folders standing for their image files (sorted, not recursive)")
     predict.add_argument("--top-k", type=int, default=3, metavar="K", help="labels shown per image (default: 3)")
+    predict.add_argument("--format", default="auto", choices=FORMAT_CHOICES, help=FORMAT_HELP)
     predict.add_argument("--json", action="store_true", help="print one JSON object per line (JSON Lines) instead of text")
     predict.set_defaults(command=predict_command)
 
@@ -148,6 +161,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--results", type=Path, metavar="DIR",
                        help="the repository whose metrics/, plots/ and params.yaml the model cards show "
                             "(default: each MODEL_DIR's grandparent, e.g. . for models/mnist)")
+    serve.add_argument("--format", default="auto", choices=FORMAT_CHOICES, help=FORMAT_HELP)
     serve.add_argument("--max-batch", type=int, metavar="N",
                        help="concurrent predictions run as one batch of at most N images (default: 32)")
     serve.add_argument("--batch-wait-ms", type=float, metavar="MS",

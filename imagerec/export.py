@@ -9,21 +9,16 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from .inference import EXPORTED_FILES, load_keras
 from .models import CARD_FILE, MODEL_FILE
 
-SAVED_MODEL_DIR = "saved_model"
-TFLITE_FILES = {
-    "tflite_float32": "model_float32.tflite",
-    "tflite_dynamic_range": "model_dynamic_range.tflite",  # int8 weights, float activations
-    "tflite_int8": "model_int8.tflite",  # int8 weights and activations, float input/output
-}
+SAVED_MODEL_DIR = EXPORTED_FILES["saved_model"]
+TFLITE_FILES = {fmt: name for fmt, name in EXPORTED_FILES.items() if fmt.startswith("tflite")}
 
 
 def export(model_dir: Path, out_dir: Path, formats: list[str], representative: np.ndarray) -> dict[str, Path]:
     """Write every asked format into `out_dir`, beside a copy of model.keras and model.json
     (so `out_dir` is itself a model directory). Returns {format: path}."""
-    from .inference import load_keras
-
     shutil.copy(model_dir / MODEL_FILE, out_dir / MODEL_FILE)
     shutil.copy(model_dir / CARD_FILE, out_dir / CARD_FILE)
     written = {"keras": out_dir / MODEL_FILE}

@@ -24,6 +24,15 @@ from .models import CARD_FILE, MODEL_FILE  # noqa: E402
 from .params import TestTimeAugmentation  # noqa: E402
 
 CHANNELS = {"grayscale": 1, "rgb": 3}
+# What a model directory may hold besides model.keras: the export stage's formats (exports/X).
+EXPORTED_FILES = {
+    "saved_model": "saved_model",
+    "tflite_float32": "model_float32.tflite",
+    "tflite_dynamic_range": "model_dynamic_range.tflite",  # int8 weights, float activations
+    "tflite_int8": "model_int8.tflite",  # int8 weights and activations, float input/output
+}
+FORMATS = ("keras", *EXPORTED_FILES)
+MAX_ACCURACY_LOSS_POINTS = 0.2  # what "auto" lets a faster format lose against the Keras model
 TTA_MODES = get_args(TestTimeAugmentation)
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -111,17 +120,64 @@ def accuracy(run: Runner, pixels: np.ndarray, labels: np.ndarray, batch_size: in
     return float((predict(run, pixels, batch_size).argmax(axis=1) == labels).mean())
 
 
+def choose_format(model_dir: Path, keras_model: keras.Model, accuracy_changes: dict[str, float], batch: np.ndarray,
+                  threads: int | None = None) -> tuple[str, Runner]:
+    """The fastest format in `model_dir` whose test accuracy, as the export stage measured it
+    (`accuracy_changes`: format -> points against the Keras model), is at most
+    MAX_ACCURACY_LOSS_POINTS lower; timed here, on this machine, on `batch`. Keras when none is."""
+    import time
+
+    candidates = {"keras": keras_runner(keras_model)}
+    for fmt, name in EXPORTED_FILES.items():
+        change = accuracy_changes.get(fmt)
+        if (Path(model_dir) / name).exists() and isinstance(change, (int, float)) and change >= -MAX_ACCURACY_LOSS_POINTS:
+            candidates[fmt] = load_exported(fmt, Path(model_dir) / name, threads)
+    if len(candidates) == 1:
+        return "keras", candidates["keras"]
+    seconds = {}
+    for fmt, run in candidates.items():
+        run(batch)  # the first call builds graphs and allocates
+        started = time.perf_counter()
+        for _ in range(3):
+            run(batch)
+        seconds[fmt] = time.perf_counter() - started
+    fastest = min(seconds, key=seconds.get)
+    return fastest, candidates[fastest]
+
+
 class Classifier:
-    """A model dir ready for use: decodes images the way its card says and ranks its classes."""
+    """A model dir ready for use: decodes images the way its card says and ranks its classes.
+
+    Predictions run on the Keras model until `use` picks one of the exported files beside it
+    (exports/X). The Keras model stays loaded whatever runs: the card is checked against it, and
+    Grad-CAM needs its gradients."""
 
     BATCH_SIZE = 32
 
     def __init__(self, model_dir: Path):
+        self.model_dir = Path(model_dir)
         self.model, self.card = load(model_dir)
         self.classes = [str(name) for name in self.card["classes"]]
         self.size, self.color_mode = int(self.card["input_shape"][0]), self.card["color_mode"]
         self.dataset = self.card.get("dataset")
-        self.run = keras_runner(self.model)
+        self.format, self.run = "keras", keras_runner(self.model)
+
+    def use(self, fmt: str, accuracy_changes: dict[str, float] | None = None) -> None:
+        """Run predictions in `fmt`: "keras", an exported format, or "auto" (`choose_format`,
+        given the export stage's `accuracy_changes`: format -> points against the Keras model)."""
+        if fmt == "auto":
+            probe = np.zeros((self.BATCH_SIZE, self.size, self.size, CHANNELS[self.color_mode]), np.float32)
+            self.format, self.run = choose_format(self.model_dir, self.model, accuracy_changes or {}, probe)
+        elif fmt == "keras":
+            self.format, self.run = fmt, keras_runner(self.model)
+        elif fmt in EXPORTED_FILES:
+            path = self.model_dir / EXPORTED_FILES[fmt]
+            if not path.exists():
+                raise ImagerecError(f"{self.model_dir}: no {fmt} here ({EXPORTED_FILES[fmt]} missing; "
+                                    "exports/<dataset> holds the exported formats)")
+            self.format, self.run = fmt, load_exported(fmt, path)
+        else:
+            raise ImagerecError(f"unknown model format {fmt!r} (one of: auto, {', '.join(FORMATS)})")
 
     def decode(self, data: bytes) -> np.ndarray:
         return images.decode(data, self.size, self.color_mode)

@@ -25,6 +25,7 @@ FILES = {
     "eval_accuracy.tsv": "plots/{d}/train/plots/metrics/eval/accuracy.tsv",
 }
 METRICS_FILE = "metrics/{d}.json"
+EXPORT_METRICS_FILE = "metrics/{d}_export.json"
 STATS_FILE = "plots/{d}/explore/stats.json"  # written by stages/preprocess.py
 PARAMS_FILE = "params.yaml"
 
@@ -77,6 +78,16 @@ class Results:
         path = self._path(METRICS_FILE)
         metrics = _read_json(path) if path else None
         return metrics if isinstance(metrics, dict) else None
+
+    def export_accuracy_changes(self) -> dict[str, float]:
+        """Each exported format's test accuracy against the Keras model's, in points (the export
+        stage's metrics); {} when there are none."""
+        path = self._path(EXPORT_METRICS_FILE)
+        scores = _read_json(path) if path else None
+        if not isinstance(scores, dict):
+            return {}
+        return {fmt: score["accuracy_change_points"] for fmt, score in scores.items()
+                if isinstance(score, dict) and isinstance(score.get("accuracy_change_points"), (int, float))}
 
     def params_section(self) -> dict | None:
         params = _read_yaml(self.root / PARAMS_FILE) if self.dataset else None

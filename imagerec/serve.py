@@ -157,21 +157,24 @@ class Served:
         self.name, self.classifier, self.results, self.batcher = name, classifier, results, batcher
 
 
-def load_models(model_dirs: list[Path], results_root: Path | None, batching: dict) -> dict[str, Served]:
+def load_models(model_dirs: list[Path], results_root: Path | None, fmt: str, batching: dict) -> dict[str, Served]:
     """Each model under its dataset's name (its folder's name where the card names none); a name
     taken already gets -2, -3, ... (e.g. models/mnist and exports/mnist)."""
     served = {}
     for model_dir in model_dirs:
         classifier = Classifier(model_dir)
+        root = results_root if results_root is not None else modelcard.default_results_root(model_dir)
+        results = modelcard.Results(classifier.dataset, root)
+        if fmt != "keras":
+            classifier.use(fmt, results.export_accuracy_changes())
+        print(f"{model_dir}: predictions run on {classifier.format}", file=sys.stderr, flush=True)
         base = classifier.dataset if modelcard.safe_name(classifier.dataset) else Path(model_dir).resolve().name
         base = base if modelcard.safe_name(base) else "model"
         name, n = base, 1
         while name in served:
             n += 1
             name = f"{base}-{n}"
-        root = results_root if results_root is not None else modelcard.default_results_root(model_dir)
-        served[name] = Served(name, classifier, modelcard.Results(classifier.dataset, root),
-                              MicroBatcher(classifier, **batching))
+        served[name] = Served(name, classifier, results, MicroBatcher(classifier, **batching))
     return served
 
 
@@ -188,7 +191,7 @@ def heatmap_png(heat: np.ndarray) -> str:
 
 def create_app(model_dirs: Path | list[Path], max_request_bytes: int = MAX_REQUEST_BYTES,
                results_root: Path | None = None, max_pending: int = MAX_PENDING, max_batch: int = MAX_BATCH,
-               batch_wait_ms: float = BATCH_WAIT_MS) -> FastAPI:
+               batch_wait_ms: float = BATCH_WAIT_MS, fmt: str = "keras") -> FastAPI:
     """The app, with the models loaded now rather than per request. Every error answer is JSON
     {"error": "..."}: a bad image or parameter 422, an unknown path or model file 404, a request
     over max_request_bytes 413."""
@@ -199,7 +202,7 @@ def create_app(model_dirs: Path | list[Path], max_request_bytes: int = MAX_REQUE
     # Grad-CAM heat maps) keeps Keras' per-call state simple, and on a CPU concurrent calls would
     # only compete for the same cores. Past `max_pending` requests the answer is 503.
     model_lock = threading.Lock()
-    served = load_models([Path(d) for d in model_dirs], results_root,
+    served = load_models([Path(d) for d in model_dirs], results_root, fmt,
                          {"max_batch": max_batch, "wait_seconds": batch_wait_ms / 1000, "model_lock": model_lock})
     decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
     pending = threading.BoundedSemaphore(max_pending)
@@ -239,7 +242,8 @@ def create_app(model_dirs: Path | list[Path], max_request_bytes: int = MAX_REQUE
     @app.get("/models")
     def models() -> dict:
         return {"max_request_bytes": max_request_bytes,
-                "models": [{"name": s.name, "dataset": s.classifier.dataset, "classes": s.classifier.classes,
+                "models": [{"name": s.name, "dataset": s.classifier.dataset, "format": s.classifier.format,
+                            "classes": s.classifier.classes,
                             "input_size": s.classifier.size, "color_mode": s.classifier.color_mode}
                            for s in served.values()]}
 
@@ -298,7 +302,7 @@ def explain(classifier: Classifier, pixels: np.ndarray, label: str) -> dict:
 
 def run(model_dirs: Path | list[Path], host: str, port: int, results_root: Path | None = None,
         max_pending: int = MAX_PENDING, header_seconds: float = HEADER_SECONDS, body_seconds: float = BODY_SECONDS,
-        max_batch: int = MAX_BATCH, batch_wait_ms: float = BATCH_WAIT_MS) -> None:
+        max_batch: int = MAX_BATCH, batch_wait_ms: float = BATCH_WAIT_MS, fmt: str = "auto") -> None:
     import uvicorn
 
     # Bounded waiting: idle keep-alive connections close after 5 s, slow ones by the deadlines of
@@ -306,7 +310,7 @@ def run(model_dirs: Path | list[Path], host: str, port: int, results_root: Path 
     # limit_concurrency: it counts idle connections too, so a few dozen idle sockets would lock
     # every client out; the app bounds its own work instead (MAX_PENDING, 503 beyond).
     app = create_app(model_dirs, results_root=results_root, max_pending=max_pending, max_batch=max_batch,
-                     batch_wait_ms=batch_wait_ms)
+                     batch_wait_ms=batch_wait_ms, fmt=fmt)
     uvicorn.run(app, host=host, port=port,
                 timeout_keep_alive=5, http=_slow_client_protocol(header_seconds, body_seconds),
                 timeout_graceful_shutdown=10)

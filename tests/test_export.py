@@ -4,6 +4,7 @@ import pytest
 
 import fixtures
 from imagerec import export, inference
+from imagerec.errors import ImagerecError
 
 FORMATS = ["saved_model", "tflite_float32", "tflite_dynamic_range", "tflite_int8"]
 
@@ -58,3 +59,35 @@ def test_tflite_model_accepts_changing_batch_sizes(exported, test_images):
     assert run(images[:1]).shape == (1, 10)
     assert run(images[:5]).shape == (5, 10)
     assert run(images[:1]).shape == (1, 10)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_classifier_runs_each_exported_format_with_the_keras_answers(exported, test_images, fmt):
+    _, out = exported
+    images, _ = test_images
+    classifier = inference.Classifier(out)
+    reference = classifier.rank(list(images[:6]), 1)
+    classifier.use(fmt)
+    assert classifier.format == fmt
+    assert [top[0]["label"] for top in classifier.rank(list(images[:6]), 1)] == [top[0]["label"] for top in reference]
+
+
+def test_auto_takes_only_formats_that_lose_at_most_0_2_points_and_times_them(exported, monkeypatch):
+    _, out = exported
+    timed = []
+    load_exported = inference.load_exported
+    monkeypatch.setattr(inference, "load_exported", lambda fmt, *args: timed.append(fmt) or load_exported(fmt, *args))
+    classifier = inference.Classifier(out)
+    classifier.use("auto", {"saved_model": 0.0, "tflite_float32": -0.2, "tflite_dynamic_range": -0.21, "tflite_int8": 1.0})
+    assert timed == ["saved_model", "tflite_float32", "tflite_int8"]
+    assert classifier.format in ["keras", *timed]
+    classifier.use("auto", {})  # no export metrics: nothing is known to be as accurate
+    assert classifier.format == "keras"
+
+
+def test_a_format_that_is_not_there_is_one_line(exported):
+    _, out = exported
+    model_only = inference.Classifier(out)
+    model_only.model_dir = out / "elsewhere"
+    with pytest.raises(ImagerecError, match=r"elsewhere: no tflite_int8 here \(model_int8.tflite missing"):
+        model_only.use("tflite_int8")

@@ -105,8 +105,8 @@ def test_only_the_page_files_are_static(client, path):
 def test_models_lists_the_model_with_its_classes_and_the_upload_limit(client):
     assert client.get("/models").json() == {
         "max_request_bytes": serve.MAX_REQUEST_BYTES,
-        "models": [{"name": "mnist", "dataset": "mnist", "classes": fixtures.TINY_CLASSES, "input_size": 28,
-                    "color_mode": "grayscale"}]}
+        "models": [{"name": "mnist", "dataset": "mnist", "format": "keras", "classes": fixtures.TINY_CLASSES,
+                    "input_size": 28, "color_mode": "grayscale"}]}
 
 
 def test_predict_with_gradcam_returns_the_heat_map_of_the_top_label_as_a_png(client):

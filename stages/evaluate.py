@@ -2,7 +2,6 @@
 import argparse
 from pathlib import Path
 
-import numpy as np
 
 from imagerec import datasets, evaluation, figures, gradcam, inference, models, params
 from imagerec.errors import run_stage
@@ -33,16 +32,14 @@ def main() -> None:
     roc = evaluation.roc_curves(labels, probabilities, classes)
     pr = evaluation.pr_curves(labels, probabilities, classes)
     calibration = evaluation.reliability(labels, probabilities)
-    wrong = np.flatnonzero(probabilities.argmax(axis=1) != labels)[: p.evaluate.samples_shown]
-    confidently_wrong = evaluation.confidently_wrong(labels, probabilities, p.evaluate.samples_shown)
-    shown = datasets.seeded_sample(len(labels), p.evaluate.samples_shown, p.seed)
-    explained = shown[np.linspace(0, len(shown) - 1, min(GRADCAM_IMAGES, len(shown))).astype(int)]  # spread out
+    pick = evaluation.examples(labels, probabilities, p.evaluate.samples_shown, p.seed, GRADCAM_IMAGES)
+    shown, wrong, confidently_wrong, explained = pick["shown"], pick["wrong"], pick["confidently_wrong"], pick["explained"]
     # HiResCAM: Grad-CAM without averaging the gradients over the map, which stays faithful to
     # a CNN head that flattens its features (plain Grad-CAM lit up the background there) and
     # equals Grad-CAM for MobileNetV2's global-average-pooling head.
     heat = gradcam.heatmaps(model, test.images[explained], probabilities[explained].argmax(axis=1), method="hirescam")
 
-    per_class = {f"class_{i}": scores["per_class"][c] for i, c in enumerate(classes)}
+    aucs, aps = evaluation.legends(scores, roc, pr, classes)
     with atomic_dir(args.plots_dir) as out:
         # One file per plot, every class's curve in it (its "curve" field): dvc.yaml then names
         # no class, and DVC's curves_by_class template draws one line per class.
@@ -54,11 +51,7 @@ def main() -> None:
         with atomic_file(out / "classification_report.txt") as f:
             f.write(evaluation.text_report(labels, probabilities, classes))
 
-        aucs = {key: per_class[key]["roc_auc"] for key in roc if key in per_class}
-        aucs.update(micro=scores["roc_auc_micro"], macro=scores["roc_auc_macro"])
         figures.roc(roc, aucs, out / "roc.png")
-        aps = {key: per_class[key]["average_precision"] for key in pr if key in per_class}
-        aps.update(micro=scores["average_precision_micro"])
         figures.precision_recall(pr, aps, out / "pr.png")
         figures.reliability(calibration, evaluation.CALIBRATION_BINS, scores["expected_calibration_error"],
                             out / "reliability.png")

@@ -34,9 +34,16 @@ BACKBONE_IMAGE_SIZE = {"mobilenet_v2": 224, "efficientnet_v2_b0": 224, "resnet50
 # More values than any real section holds: YAML aliases can make a few lines mean billions of them.
 MAX_VALUES = 10_000
 # An error shows a short excerpt of the offending value, never the whole of it.
-_EXCERPT = reprlib.Repr()
-_EXCERPT.maxlevel, _EXCERPT.maxstring, _EXCERPT.maxother, _EXCERPT.maxlong = 2, 60, 60, 40
-_EXCERPT.maxdict = _EXCERPT.maxlist = _EXCERPT.maxtuple = _EXCERPT.maxset = 4
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 2, 60, 60, 40
+_REPR.maxdict = _REPR.maxlist = _REPR.maxtuple = _REPR.maxset = 4
+EXCERPT_CHARS = 80
+
+
+def _excerpt(value) -> str:
+    """repr(value), shortened: reprlib bounds each part of a nested value, this the whole."""
+    shown = _REPR.repr(value)
+    return shown if len(shown) <= EXCERPT_CHARS else shown[:EXCERPT_CHARS] + "..."
 # How many of the base's top layers fine-tuning trains: about its last third.
 BACKBONE_FINE_TUNE_LAYERS = {"mobilenet_v2": 54, "efficientnet_v2_b0": 90, "resnet50_v2": 64}
 
@@ -187,17 +194,17 @@ class DatasetParams(_Section):
         if fetch.source in _FETCH_KEYS:
             required, allowed = _FETCH_KEYS[fetch.source]
             for key in sorted(fetch.keys_given() - allowed):
-                raise ValueError(f"fetch.{key}: not a key of source {_EXCERPT.repr(fetch.source)} (its keys: {', '.join(sorted(allowed))})")
+                raise ValueError(f"fetch.{key}: not a key of source {_excerpt(fetch.source)} (its keys: {', '.join(sorted(allowed))})")
             for key in sorted(required - fetch.keys_given()):
-                raise ValueError(f"fetch.{key}: missing key (source {_EXCERPT.repr(fetch.source)} needs it)")
+                raise ValueError(f"fetch.{key}: missing key (source {_excerpt(fetch.source)} needs it)")
             if fetch.source == "kaggle":
                 _check_kaggle(fetch, kaggle_preset(self.name) is not None)
         elif fetch.source in builtin:
             for key in sorted(fetch.keys_given()):
-                raise ValueError(f"fetch.{key}: not a key of the built-in source {_EXCERPT.repr(fetch.source)}")
+                raise ValueError(f"fetch.{key}: not a key of the built-in source {_excerpt(fetch.source)}")
         else:
             allowed = sorted(set(builtin) - {"kaggle"}) + list(_FETCH_KEYS)
-            raise ValueError(f"fetch.source: unknown source {_EXCERPT.repr(fetch.source)} (allowed: {', '.join(allowed)})")
+            raise ValueError(f"fetch.source: unknown source {_excerpt(fetch.source)} (allowed: {', '.join(allowed)})")
         pretrained = self.model.name in BACKBONES
         if pretrained and self.preprocess.color_mode != "rgb":
             raise ValueError(f"preprocess.color_mode: {self.model.name} needs rgb images")
@@ -310,7 +317,7 @@ _MODEL_TAGS = {"cnn", *BACKBONES}
 
 
 def _describe(error: dict) -> str:
-    parts = [_EXCERPT.repr(part)[1:-1] if isinstance(part, str) else str(part)
+    parts = [_excerpt(part).strip("'\"") if isinstance(part, str) else str(part)  # a key, unquoted
              for part in error["loc"] if not str(part).startswith("function-after")]
     if len(parts) > 1 and parts[0] == "model" and parts[1] in _MODEL_TAGS:
         del parts[1]  # pydantic names the union member; the user wrote model.<key>
@@ -325,7 +332,7 @@ def _describe(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if len(message) > 200:  # pydantic quotes some inputs inside its own message
         message = message[:200] + "..."
-    got = "" if kind in ("value_error", "union_tag_invalid") else f" (got {_EXCERPT.repr(error['input'])})"
+    got = "" if kind in ("value_error", "union_tag_invalid") else f" (got {_excerpt(error['input'])})"
     return f"{loc}: {message}{got}".lstrip(": ")
 
 
@@ -371,7 +378,7 @@ def read_sections(path: str | Path = PARAMS_FILE) -> dict[str, dict]:
     for name, section in sections.items():
         if not isinstance(name, str) or not DATASET_NAME.fullmatch(name):
             raise ImagerecError(
-                f"{path}: {DATASETS_KEY}: {_EXCERPT.repr(name)} cannot be a dataset name: use up to 64 letters, digits, '_' "
+                f"{path}: {DATASETS_KEY}: {_excerpt(name)} cannot be a dataset name: use up to 64 letters, digits, '_' "
                 "and '-', starting with a letter or digit (it becomes a DVC stage name and a folder name)")
         if not isinstance(section, dict):
             raise ImagerecError(f"{path}: {DATASETS_KEY}.{name}: must be a mapping (at least `fetch:`)")

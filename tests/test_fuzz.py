@@ -291,6 +291,8 @@ def params_bytes(recipe) -> bytes:
 @example(recipe=("retouched", [(0, "2001-13-45", "value")], "utf-8"))
 @example(recipe=("retouched", [(0, "deep [", "value")], "utf-8"))
 @example(recipe=("retouched", [(0, "!!timestamp 1", "value")], "utf-8"))
+@example(recipe=("edited", [("set", ("datasets", "cifar10", "augment", "contrast"),  # an excerpt of 300 characters
+                              {"a" * 70: 4.8e204, "b" * 70: {"c" * 70: "d" * 70, 10 ** 33: 1.0e16}})], "utf-8"))
 def test_params_yaml_gives_settings_or_a_one_line_error(boxes, recipe):
     with sandbox(boxes) as base:
         path = base / "in" / "params.yaml"

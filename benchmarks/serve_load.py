@@ -1,7 +1,7 @@
 """A bounded load test of `imagerec serve` on loopback, beside the same model's offline speed.
 
     python benchmarks/serve_load.py [--model exports/mnist] [--requests 1000] [--clients 1 8 32]
-                                    [--format auto]
+                                    [--format auto] [--batch-wait-ms 5] [--max-batch 32] [--results FILE]
 
 First measures the model offline in this process, as `imagerec serve --format FORMAT` would run
 it (the format that `auto` picks here, or the one named): images per second over 1,024 test
@@ -85,6 +85,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--format", default="auto", choices=("auto", *inference.FORMATS))
+    parser.add_argument("--batch-wait-ms", type=float, default=serve.BATCH_WAIT_MS, help="the server's (default: its own)")
+    parser.add_argument("--max-batch", type=int, default=serve.MAX_BATCH, help="the server's (default: its own)")
+    parser.add_argument("--results", type=Path, help="where to write (default: benchmarks/results/serve_load_<dataset>.json)")
     args = parser.parse_args()
 
     classifier = inference.Classifier(args.model)
@@ -95,14 +98,16 @@ def main() -> None:
     print(f"{args.model} ({classifier.format}) offline: {offline:.1f} images/s", flush=True)
     uploads = [png(image) for image in images[:100]]
     runs = []
-    with serve.serving(args.model, options=("--format", classifier.format)) as url:
+    options = ("--format", classifier.format, "--batch-wait-ms", str(args.batch_wait_ms), "--max-batch", str(args.max_batch))
+    with serve.serving(args.model, options=options) as url:
         for clients in args.clients:
             run = load(url, uploads, args.requests, clients)
             run["of_offline"] = round(run["requests_per_second"] / offline, 2)
             runs.append(run)
             print(json.dumps(run), flush=True)
-    write_json(RESULTS / f"serve_load_{classifier.dataset}.json", {
+    write_json(args.results or RESULTS / f"serve_load_{classifier.dataset}.json", {
         "model": str(args.model), "format": classifier.format,
+        "batch_wait_ms": args.batch_wait_ms, "max_batch": args.max_batch,
         "offline_images_per_second": round(offline, 1), "runs": runs,
         "environment": environment(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })

@@ -72,7 +72,7 @@ def test_a_folder_outside_the_repo_becomes_a_pipeline_and_its_removal_touches_no
     assert {point["curve"] for point in roc["data"]["values"]} >= set(CLASSES)  # a line per class, none listed in dvc.yaml
     prediction = repo.run(sys.executable, "-m", "imagerec.cli", "predict", "models/photos",
                           str(photos / "rose" / "0000.jpg"), "--json")
-    assert json.loads(prediction.stdout)[0]["predictions"][0]["label"] in CLASSES
+    assert json.loads(prediction.stdout.splitlines()[0])["predictions"][0]["label"] in CLASSES  # JSON Lines
 
     # Nothing changed: nothing runs. A new photo in the folder: configure notices, and photos'
     # fetch is the one stage whose input changed (the rest of its chain follows from fetch's output).

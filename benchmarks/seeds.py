@@ -1,0 +1,101 @@
+"""Headline accuracy as mean ± standard deviation over seeds, so README claims only what holds
+beyond one run's luck.
+
+    python benchmarks/seeds.py [DATASET ...] [--seeds 43 44] [--dry-run]
+
+The first run of each dataset is the committed one (params.yaml's seed, metrics/ at HEAD). Every
+further seed is one `dvc exp run --temp -S datasets.X.seed=S evaluate@X` on the full data of
+params.yaml. The seed draws the validation split from the training images, the initial weights,
+the augmentation and the batch order; the test split is the source's held-out one and stays the
+same, so the spread is that of training, not of which images are scored.
+
+Rounds go seed by seed across the datasets. The results file is rewritten after every run, and the
+runs it holds are not repeated, so a run cut short is continued by running the command again. Writes benchmarks/results/seeds.json and prints the table.
+Needs the data where `dvc repro` finds it (IMAGEREC_MIRROR for a mirror); a CIFAR-10 seed takes
+about an hour on two cores, MNIST and Cats vs Dogs about ten minutes each.
+"""
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from common import RESULTS, read_at, run_experiment, write_result
+
+DATASETS = ["mnist", "cats_vs_dogs", "cifar10"]
+
+
+def committed_seed(dataset: str) -> int:
+    text = subprocess.run(["git", "show", "HEAD:params.yaml"], check=True, capture_output=True, text=True).stdout
+    return yaml.safe_load(text)["datasets"][dataset].get("seed", 42)
+
+
+def run_row(dataset: str, ref: str, seed: int) -> dict:
+    summary = read_at(ref, f"plots/{dataset}/train/metrics.json")
+    metrics = read_at(ref, f"metrics/{dataset}.json")
+    return {"seed": seed, "test_accuracy": metrics["accuracy"], "test_images": metrics["test_images"],
+            "last_val_accuracy": round(summary["eval"]["accuracy"], 4), "epochs_run": summary["step"] + 1,
+            "train_seconds": summary["train_seconds"], "from": "committed run (HEAD)" if ref == "HEAD" else ref}
+
+
+def spread(runs: list[dict]) -> dict:
+    accuracies = [run["test_accuracy"] for run in runs]
+    mean = statistics.fmean(accuracies)
+    out = {"runs": len(runs), "mean": round(mean, 5), "min": min(accuracies), "max": max(accuracies),
+           # what the test split's size alone would give: one binomial standard error at the mean
+           "binomial_se": round(math.sqrt(mean * (1 - mean) / runs[0]["test_images"]), 5)}
+    if len(runs) > 1:
+        out["sd"] = round(statistics.stdev(accuracies), 5)
+    return out
+
+
+def table(result: dict) -> str:
+    lines = ["| dataset | runs | mean ± sd | min – max | binomial SE of one run |", "|---|---:|---:|---:|---:|"]
+    for dataset, entry in result["datasets"].items():
+        s = entry["spread"]
+        sd = f" ± {100 * s['sd']:.2f}" if "sd" in s else ""
+        lines.append(f"| {dataset} | {s['runs']} | {100 * s['mean']:.2f}{sd}% | "
+                     f"{100 * s['min']:.2f} – {100 * s['max']:.2f}% | {100 * s['binomial_se']:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="*", help=f"some of {DATASETS} (default: all)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[43, 44], help="seeds beyond the committed run's")
+    parser.add_argument("--results", type=Path, default=RESULTS / "seeds.json")
+    parser.add_argument("--dry-run", action="store_true", help="print the experiments only")
+    args = parser.parse_args()
+    args.datasets = args.datasets or DATASETS
+    if set(args.datasets) - set(DATASETS):
+        parser.error(f"datasets: choose from {DATASETS}")
+
+    # runs already in the results file are kept, so a run cut short is continued, not repeated
+    result = json.loads(args.results.read_text()) if args.results.exists() else {"datasets": {}}
+    result["command"] = "python benchmarks/seeds.py " + " ".join(sys.argv[1:])
+    for dataset in args.datasets:
+        if dataset not in result["datasets"]:
+            committed = run_row(dataset, "HEAD", committed_seed(dataset))
+            result["datasets"][dataset] = {"runs": [committed], "spread": spread([committed])}
+    for seed in args.seeds:
+        for dataset in args.datasets:
+            if any(run["seed"] == seed for run in result["datasets"][dataset]["runs"]):
+                continue
+            if args.dry_run:
+                print(f"dvc exp run --temp -n seed-{dataset}-{seed} -S datasets.{dataset}.seed={seed} evaluate@{dataset}")
+                continue
+            ref = run_experiment(f"seed-{dataset}-{seed}", [f"datasets.{dataset}.seed={seed}"], f"evaluate@{dataset}")
+            entry = result["datasets"][dataset]
+            entry["runs"].append(run_row(dataset, ref, seed))
+            entry["spread"] = spread(entry["runs"])
+            write_result(args.results, result)
+    print(table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,9 +12,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from imagerec import browser, serve
-
 DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS.parent / "tests"))  # the browser and server helpers: test tooling, not the package
+import browser  # noqa: E402
+from serving import serving  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
         sys.exit(f"error: {args.image}: no such file")
 
     with tempfile.TemporaryDirectory() as tmp, \
-            serve.serving(args.model_dirs, log_path=Path(tmp) / "server.log", results_root=args.results) as url, \
+            serving(args.model_dirs, log_path=Path(tmp) / "server.log", results_root=args.results) as url, \
             browser.chromium(args.width, 900) as driver:
         browser.open_page(driver, url, args.model)
         outcome = browser.upload(driver, args.image)

@@ -2,11 +2,8 @@
 GET /models, GET /models/{name}/card, GET /models/{name}/files/{file} (the pipeline's figures and
 curves, by name only), and POST /predict (multipart field `file`, ?top_k=, ?gradcam=, ?model=)."""
 import base64
-import contextlib
 import io
 import queue
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -314,44 +311,3 @@ def run(model_dirs: Path | list[Path], host: str, port: int, results_root: Path 
     uvicorn.run(app, host=host, port=port,
                 timeout_keep_alive=5, http=_slow_client_protocol(header_seconds, body_seconds),
                 timeout_graceful_shutdown=10)
-
-
-@contextlib.contextmanager
-def serving(model_dirs: Path | list[Path], log_path: Path | None = None, start_timeout: float = 120,
-            results_root: Path | None = None, options: tuple[str, ...] = ()):
-    """`imagerec serve` in a child process on a free loopback port; yields its base URL once
-    /health answers, and stops it on exit (for tests, benchmarks and docs/make_screenshot.py)."""
-    import requests
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    log = open(log_path, "w") if log_path else subprocess.DEVNULL
-    if isinstance(model_dirs, (str, Path)):
-        model_dirs = [model_dirs]
-    command = [sys.executable, "-m", "imagerec.cli", "serve", *map(str, model_dirs), "--port", str(port)]
-    if results_root is not None:
-        command += ["--results", str(results_root)]
-    command += list(options)  # more `imagerec serve` flags
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + start_timeout
-        while True:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start (exit code {server.poll()}); log: {log_path}")
-            try:
-                requests.get(f"{url}/health", timeout=2)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
-        if log_path:
-            log.close()

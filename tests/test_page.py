@@ -12,7 +12,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import fixtures
-from imagerec import browser, cli, modelcard, serve
+import browser
+import serving
+from imagerec import cli, modelcard, serve
 
 TINY_METRICS = {"accuracy": 0.9321, "loss": 0.2468, "roc_auc_macro": 0.9876, "test_images": 60,
                 "per_class": {name: {"precision": 0.9, "recall": 0.8} for name in fixtures.TINY_CLASSES}}
@@ -256,7 +258,7 @@ needs_browser = pytest.mark.skipif(BROWSER_MISSING is not None, reason=f"browser
 @pytest.fixture(scope="module")
 def page_server(model_dir, tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with serve.serving(model_dir, log_path=log, start_timeout=90) as url:
+    with serving.serving(model_dir, log_path=log, start_timeout=90) as url:
         yield url
 
 

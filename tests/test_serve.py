@@ -14,6 +14,7 @@ from PIL import Image, ImageFile
 
 from imagerec import images, inference, serve
 import fixtures
+import serving
 
 
 
@@ -111,7 +112,7 @@ def test_an_unknown_path_gets_404_with_a_json_error(client):
 
 
 def test_the_real_server_answers_health_and_predict(model_dir, tmp_path):
-    with serve.serving(model_dir, log_path=tmp_path / "server.log", start_timeout=60) as base:
+    with serving.serving(model_dir, log_path=tmp_path / "server.log", start_timeout=60) as base:
         health = requests.get(f"{base}/health", timeout=2)
         assert health.json()["status"] == "ok"
         response = requests.post(f"{base}/predict", params={"top_k": 2}, files=upload(fixtures.image_of(7)), timeout=30)
@@ -150,7 +151,7 @@ def test_a_large_jpeg_is_decoded_at_reduced_scale_to_nearly_the_same_pixels():
 def server(model_dir, tmp_path_factory):
     """The real server (uvicorn, its connection handling) with short deadlines and a small queue."""
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with serve.serving(model_dir, log_path=log, start_timeout=60,
+    with serving.serving(model_dir, log_path=log, start_timeout=60,
                        options=("--header-seconds", "2", "--body-seconds", "2", "--max-pending", "6")) as base:
         yield base
 

@@ -23,20 +23,19 @@ import argparse
 import io
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zipfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from common import machine as common_machine
+from common import now, run_measured
 from imagerec.sources import sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,35 +111,8 @@ def build_archive(path: Path, count: int, bad_per_kind: int, seed: int = 0) -> d
             "bytes": path.stat().st_size, "build_seconds": round(time.monotonic() - started, 1)}
 
 
-class ProcSampler(threading.Thread):
-    """Peak RssAnon / RssFile / VmRSS of one process, read from /proc/<pid>/status."""
-
-    def __init__(self, pid: int, interval: float = 0.1):
-        super().__init__(daemon=True)
-        self.pid, self.interval, self.peaks, self.done = pid, interval, {}, threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            try:
-                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                    key, _, value = line.partition(":")
-                    if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
-                        self.peaks[key] = max(self.peaks.get(key, 0), int(value.split()[0]))
-            except (FileNotFoundError, ProcessLookupError):
-                break
-            self.done.wait(self.interval)
-
-
 def machine() -> str:
-    model = ""
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs ({model}), {memory:.0f} GiB RAM, "
-            f"Python {platform.python_version()}, numpy {np.__version__}, Pillow {Image.__version__}")
+    return f"{common_machine()}, numpy {np.__version__}, Pillow {Image.__version__}"
 
 
 def main() -> int:
@@ -181,16 +153,9 @@ def main() -> int:
             config = "config/preprocess.json"
         command = [sys.executable, str(stages / "preprocess.py"), config, "raw", "prepared", "explore"]
         print("running:", " ".join(command), flush=True)
-        started = time.monotonic()
-        process = subprocess.Popen(command, cwd=work, env=env)
-        sampler = ProcSampler(process.pid)
-        sampler.start()
-        _, status, usage = os.wait4(process.pid, 0)  # this process's own rusage, not configure's too
-        code = process.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.monotonic() - started
-        sampler.done.set()
-        sampler.join()
-        peak_kib = usage.ru_maxrss  # KiB on Linux
+        # this process's own rusage, not configure's too
+        measured = run_measured(command, cwd=work, env=env, sample_every=0.1)
+        code, wall = measured["exit_code"], measured["seconds"]
         if code != 0:
             print(f"preprocess failed with exit code {code}", file=sys.stderr)
             return code
@@ -210,7 +175,7 @@ def main() -> int:
         "command": " ".join([sys.executable, *sys.argv]),
         "stage_command": " ".join(command[1:]),
         "repo": str(args.repo),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": now(),
         "machine": machine(),
         "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
         "archive": {"path": str(args.archive), "bytes": args.archive.stat().st_size, **(built or {})},
@@ -220,8 +185,8 @@ def main() -> int:
         "skipped_unreadable": skipped,
         "wall_seconds": round(wall, 1),
         "images_per_second": round(decoded / wall, 1),
-        "peak_rss_mib": round(peak_kib / 1024, 1),
-        "peak_rss_sampled_mib": {key: round(value / 1024, 1) for key, value in sampler.peaks.items()},
+        "peak_rss_mib": measured["peak_rss_mib"],
+        "peak_rss_sampled_mib": measured["peak_rss_sampled_mib"],
         "uint8_dataset_mib": round(sum(o["bytes"] for name, o in outputs.items() if "_images" in name) / 2**20, 1),
         "outputs": outputs,
     }

@@ -18,19 +18,14 @@ Writes benchmarks/results/cats_train_memory.json.
 """
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from cats_memory import ProcSampler  # benchmarks/cats_memory.py, beside this script
+from common import REPO as ROOT
+from common import RESULTS, child_env, run_measured, write_result
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results" / "cats_train_memory.json"
 DEFAULT_RAW = Path(tempfile.gettempdir()) / "imagerec-preprocess-bench" / "raw-25000"
 
 
@@ -40,20 +35,6 @@ def prepare(raw: Path, prepared: Path, p) -> None:
     pre = p.preprocess
     prepared.mkdir(parents=True)
     layouts.prepare(raw, prepared, pre.image_size, pre.color_mode, pre.val_fraction, pre.test_fraction, 0, p.seed)
-
-
-def run_sampled(command: list[str], cwd: Path) -> dict:
-    process = subprocess.Popen(command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    sampler = ProcSampler(process.pid, interval=0.2)
-    sampler.start()
-    started = time.perf_counter()
-    _, status, usage = os.wait4(process.pid, 0)
-    sampler.done.set()
-    sampler.join()
-    return {"exit_code": os.waitstatus_to_exitcode(status), "seconds": round(time.perf_counter() - started, 1),
-            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
-            "peak_rss_anon_mib": round(sampler.peaks.get("RssAnon", 0) / 1024, 1),
-            "peak_rss_file_mib": round(sampler.peaks.get("RssFile", 0) / 1024, 1)}
 
 
 def main() -> int:
@@ -91,12 +72,13 @@ def main() -> int:
     command = [sys.executable, "-m", "stages.train", "data/config/cats_vs_dogs/train.json",
                "data/prepared/cats_vs_dogs", "data/augmented/cats_vs_dogs", "data/pretrained/cats_vs_dogs",
                "out/model", "out/curves"]
-    result = run_sampled(command, work)
+    result = run_measured(command, cwd=work, env=child_env(), sample_every=0.2)
+    sampled = result.pop("peak_rss_sampled_mib")
+    result.update(peak_rss_anon_mib=sampled.get("RssAnon", 0), peak_rss_file_mib=sampled.get("RssFile", 0))
     if result["exit_code"] != 0:
         sys.exit(f"error: the train stage failed ({result['exit_code']})")
 
     from imagerec import datasets
-    from imagerec.files import write_json
 
     data = datasets.load(prepared)
     result.update(
@@ -104,10 +86,8 @@ def main() -> int:
         image_size=args.image_size, epochs_per_phase=args.epochs,
         prepared_bytes=sum(f.stat().st_size for f in prepared.iterdir()),
         command=" ".join(["python", "benchmarks/cats_train_memory.py", *sys.argv[1:]]),
-        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        machine=f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
     )
-    write_json(RESULTS, result)
+    write_result(RESULTS / "cats_train_memory.json", result)
     print(json.dumps(result, indent=2))
     return 0
 

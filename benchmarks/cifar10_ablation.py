@@ -21,16 +21,12 @@ Writes benchmarks/results/cifar10_ablation.json and prints the README's table. -
 the commands only.
 """
 import argparse
-import json
-import platform
-import subprocess
 import sys
-from datetime import datetime, timezone
-from pathlib import Path
 
-from imagerec.files import write_json
+from common import RESULTS as RESULTS_DIR
+from common import read_at, run_experiment, write_result
 
-RESULTS = Path(__file__).parent / "results" / "cifar10_ablation.json"
+RESULTS = RESULTS_DIR / "cifar10_ablation.json"
 
 # (row label, the overrides that switch this lever off); a row switches off its own lever's
 # successors, so row 0 has every lever off and the last row has none.
@@ -53,26 +49,8 @@ def rows(images_per_class: int, epochs: int, batch_norm_momentum: float) -> list
     out = []
     for index, label in enumerate(labels):
         off = [setting for _, settings in LEVERS[index:] for setting in settings]
-        name = f"cifar10-ablation-{index}"
-        command = ["dvc", "exp", "run", "--temp", "-n", name]
-        for setting in budget + off:
-            command += ["-S", setting]
-        out.append({"row": label, "name": name, "command": command + ["evaluate@cifar10"]})
+        out.append({"row": label, "name": f"cifar10-ablation-{index}", "settings": budget + off})
     return out
-
-
-def experiment_ref(name: str) -> str:
-    refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], check=True,
-                          capture_output=True, text=True).stdout.split()
-    matches = [ref for ref in refs if ref.rsplit("/", 1)[-1] == name]
-    if len(matches) != 1:
-        raise SystemExit(f"error: expected one experiment named {name}, found {len(matches)}")
-    return matches[0]
-
-
-def read_at(ref: str, path: str) -> dict:
-    return json.loads(subprocess.run(["git", "show", f"{ref}:{path}"], check=True, capture_output=True,
-                                     text=True).stdout)
 
 
 def main() -> int:
@@ -85,33 +63,29 @@ def main() -> int:
 
     table = rows(args.images_per_class, args.epochs, args.batch_norm_momentum)
     for row in table:
-        print(" ".join(row["command"]), flush=True)
+        row["command"] = " ".join(["dvc", "exp", "run", "--temp", "-n", row["name"],
+                                   *(f"-S {setting}" for setting in row["settings"]), "evaluate@cifar10"])
         if args.dry_run:
+            print(row["command"])
             continue
-        subprocess.run(["dvc", "exp", "remove", row["name"]], capture_output=True)  # a re-run replaces it
-        subprocess.run(row["command"], check=True)
-        ref = experiment_ref(row["name"])
+        ref = run_experiment(row.pop("name"), row.pop("settings"), "evaluate@cifar10")
         summary = read_at(ref, "plots/cifar10/train/metrics.json")
         row.update(test_accuracy=read_at(ref, "metrics/cifar10.json")["accuracy"],
                    last_val_accuracy=round(summary["eval"]["accuracy"], 4),
                    epochs_run=summary["step"] + 1,  # the summary's step is the last epoch's, from 0
                    train_seconds=summary["train_seconds"])
-        row["command"] = " ".join(row["command"])
     if args.dry_run:
         return 0
 
-    write_json(RESULTS, {
+    write_result(RESULTS, {
         "budget": {"images_per_class": args.images_per_class, "epochs": args.epochs,
                    "batch_norm_momentum": args.batch_norm_momentum},
         "rows": table,
-        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
     print("\n| row | test accuracy | val accuracy (last epoch) | train time |\n|---|---:|---:|---:|")
     for row in table:
         print(f"| {row['row']} | {100 * row['test_accuracy']:.2f}% | {100 * row['last_val_accuracy']:.2f}% "
               f"| {row['train_seconds'] / 60:.1f} min |")
-    print(f"wrote {RESULTS}")
     return 0
 
 

@@ -8,10 +8,13 @@ import json
 import os
 import platform
 import subprocess
+import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def machine() -> str:
@@ -37,6 +40,63 @@ def write_result(path: Path, result: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {path}", flush=True)
+
+
+def child_env(**extra: str) -> dict:
+    """This environment with the repository on PYTHONPATH, for a child that imports imagerec or a
+    stage from another working directory."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+class ProcSampler(threading.Thread):
+    """Peak VmRSS / RssAnon / RssFile / RssShmem of one process, read from /proc/<pid>/status.
+
+    ru_maxrss counts the resident pages of memory-mapped files too; the split tells a process
+    that holds memory (anon) from one whose file pages the kernel may drop at will (file)."""
+
+    def __init__(self, pid: int, interval: float):
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.peaks, self.done = pid, interval, {}, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                    key, _, value = line.partition(":")
+                    if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                        self.peaks[key] = max(self.peaks.get(key, 0), int(value.split()[0]))
+            except (FileNotFoundError, ProcessLookupError):
+                break
+            self.done.wait(self.interval)
+
+
+def run_measured(command: list[str] | str, cwd: Path | None = None, env: dict | None = None,
+                 capture: bool = False, sample_every: float | None = None) -> dict:
+    """Runs a command (a string goes through the shell) in a child process and measures it: exit
+    code, wall seconds and peak RSS (wait4's ru_maxrss: the child's own, or its largest waited-for
+    descendant's). With `sample_every` seconds, also the peaks /proc shows (ProcSampler); with
+    `capture`, its stdout."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, shell=isinstance(command, str), cwd=cwd, env=env, text=True,
+                               stdout=subprocess.PIPE if capture else None)
+    sampler = ProcSampler(process.pid, sample_every) if sample_every else None
+    if sampler:
+        sampler.start()
+    stdout = process.stdout.read() if capture else None
+    if capture:
+        process.stdout.close()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    out = {"exit_code": process.returncode, "seconds": round(time.perf_counter() - started, 2),
+           "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}  # Linux reports KiB
+    if sampler:
+        sampler.done.set()
+        sampler.join()
+        out["peak_rss_sampled_mib"] = {key: round(value / 1024, 1) for key, value in sampler.peaks.items()}
+    if capture:
+        out["stdout"] = stdout
+    return out
 
 
 def run_experiment(name: str, settings: list[str], target: str) -> str:

@@ -8,11 +8,12 @@ milliseconds and the size in bytes per format to benchmarks/results/export_laten
 Run it as `taskset -c 0 python benchmarks/export_latency.py` to hold it to one core.
 """
 import argparse
-import json
 import os
-import platform
 import time
 from pathlib import Path
+
+from common import RESULTS as RESULTS_DIR
+from common import machine, write_result
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
@@ -25,7 +26,7 @@ import numpy as np  # noqa: E402
 
 from imagerec import datasets, export, inference  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results" / "export_latency.json"
+RESULTS = RESULTS_DIR / "export_latency.json"
 FILES = {"keras": "model.keras", "saved_model": export.SAVED_MODEL_DIR, **export.TFLITE_FILES}
 
 
@@ -45,7 +46,7 @@ def main() -> None:
     parser.add_argument("datasets", nargs="*", default=["mnist", "cifar10", "cats_vs_dogs"])
     parser.add_argument("--images", type=int, default=200)
     args = parser.parse_args()
-    results = {"machine": f"{platform.machine()}, 1 thread of {os.cpu_count()} CPUs", "images": args.images, "latency": {}}
+    results = {"machine": f"{machine()}; 1 thread", "images": args.images, "latency": {}}
     for dataset in args.datasets:
         test = datasets.load(Path("data/prepared") / dataset, splits=["test"]).splits["test"]
         images = np.asarray(test.images[: args.images], dtype=np.float32)
@@ -56,9 +57,7 @@ def main() -> None:
                 results["latency"][dataset][fmt] = {**latency_ms(inference.load_exported(fmt, path, threads=1), images),
                                                     "size_bytes": export.size_bytes(path)}
                 print(dataset, fmt, results["latency"][dataset][fmt], flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {RESULTS}")
+    write_result(RESULTS, results)
 
 
 if __name__ == "__main__":

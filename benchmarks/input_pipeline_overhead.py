@@ -21,11 +21,11 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+from common import machine, now, write_result
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
@@ -118,9 +118,9 @@ def main() -> int:
         print(f"  {name} / memory = {timings[name]['ratio_to_memory']}", flush=True)
 
     result = json.loads(args.results.read_text()) if args.results.exists() else {"datasets": {}}
-    result["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, TF {tf.__version__}"
+    result["machine"] = f"{machine()}, TF {tf.__version__}"
     result["datasets"][args.dataset] = {
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": now(),
         "data": source,
         "images": len(train.labels),
         "image_shape": list(shape),
@@ -131,9 +131,7 @@ def main() -> int:
         "target_pipeline_ratio": 1.05,
         **timings,
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {args.results}")
+    write_result(args.results, result)
     return 0 if math.isfinite(floor) else 1
 
 

@@ -12,15 +12,14 @@ other stage is an error: the figure would not be a no-op's.
 """
 import argparse
 import json
-import os
-import platform
 import re
 import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+from common import write_result
 
 RESULTS = Path(__file__).parent / "results" / "noop_repro.json"
 ALWAYS_CHANGED = "always changed"  # what `dvc status` says of an always_changed stage, every time
@@ -73,8 +72,6 @@ def main() -> int:
         print(f"run {i + 1}: {seconds:.3f} s", flush=True)
     stages = subprocess.run(["dvc", "stage", "list", "--names-only"], cwd=repo, capture_output=True, text=True).stdout.split()
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "repo": str(repo),
         "command": " ".join(["dvc", "repro", *repro_args]),
         "stages_in_dvc_yaml": len(stages),
@@ -84,9 +81,7 @@ def main() -> int:
     }
     print(f"no-op dvc repro ({len(stages)} stages in dvc.yaml): min {result['min_seconds']:.3f} s, "
           f"median {result['median_seconds']:.3f} s over {args.runs} runs")
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {args.results}")
+    write_result(args.results, result)
     return 0
 
 

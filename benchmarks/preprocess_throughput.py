@@ -15,15 +15,13 @@ Writes benchmarks/results/preprocess_throughput.json (or --results).
 import argparse
 import io
 import json
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 import zipfile
-from datetime import datetime, timezone
 from pathlib import Path
+
+from common import child_env, run_measured, write_result
 
 import numpy as np
 
@@ -91,21 +89,14 @@ def child(raw_dir: Path, out_dir: Path, params_file: Path) -> None:
 def measure(raw_dir: Path, params_file: Path) -> dict:
     with tempfile.TemporaryDirectory(dir=raw_dir.parent) as out:
         command = [sys.executable, __file__, "--child", str(raw_dir), out, str(params_file)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True)
-        stdout = process.stdout.read()
-        process.stdout.close()
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, not all children's
-        seconds = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        sys.exit(f"the measured child failed ({process.returncode})")
-    result = json.loads(stdout.strip().splitlines()[-1])
+        run = run_measured(command, env=child_env(), capture=True)  # this child's own rusage
+    if run["exit_code"] != 0:
+        sys.exit(f"the measured child failed ({run['exit_code']})")
+    result = json.loads(run["stdout"].strip().splitlines()[-1])
     result.update(
-        child_seconds=round(seconds, 2),
+        child_seconds=run["seconds"],
         images_per_second=round(result["images"] / result["prepare_seconds"], 1),
-        peak_rss_mib=round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
+        peak_rss_mib=run["peak_rss_mib"],
     )
     return result
 
@@ -152,14 +143,10 @@ def main() -> int:
               f"peak RSS {run['peak_rss_mib']} MiB, prepare {run['prepare_seconds']} s, statistics {run['statistics_seconds']} s",
               flush=True)
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "preprocess": section["preprocess"],
         "runs": runs,
     }
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {args.results}")
+    write_result(args.results, result)
     return 0
 
 

@@ -9,14 +9,13 @@ fill in the table. The configure@<dataset> stages (always_changed) run on every 
 every run records them too.
 """
 import json
-import os
-import platform
 import re
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+from common import now, write_result
 
 RESULTS = Path(__file__).parent / "results" / "stage_times.json"
 
@@ -32,34 +31,32 @@ def main() -> int:
     for line in process.stdout:
         sys.stdout.write(line)
         sys.stdout.flush()
-        now = time.monotonic()
+        at = time.monotonic()
         match = re.match(r"Running stage '([^']+)'", line)
         # A stage ends at its lock-file update or, when the lock does not change (--force on an
         # unchanged stage, configure on every run), at DVC's next line about a stage (the next one
         # starts, is unchanged or comes from the run cache) or at the end of the whole run.
         skipped = re.match(r"(Stage )?'[^']+' (didn't change, skipping|is cached)", line)
         if current and (match or skipped or line.startswith("Updating lock file")):
-            times[current] = round(now - current_start, 1)
+            times[current] = round(at - current_start, 1)
             current = None
         if match:
-            current, current_start = match.group(1), now
+            current, current_start = match.group(1), at
     code = process.wait()
     if current:
         times[current] = round(time.monotonic() - current_start, 1)
     result = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": [], "stage_seconds": {}}
-    result["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    result.pop("machine", None)  # write_result stamps this machine's
     result["runs"].append({
         "command": " ".join(command),
         "exit_code": code,
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": now(),
         "total_seconds": round(time.monotonic() - started, 1),
         "stages_run": sorted(times),
     })
     if code == 0:  # a failed run's times describe no finished pipeline
         result["stage_seconds"].update(times)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"stage times written to {RESULTS}")
+    write_result(RESULTS, result)
     return code
 
 

@@ -7,7 +7,9 @@ The first run of each dataset is the committed one (params.yaml's seed, metrics/
 further seed is one `dvc exp run --temp -S datasets.X.seed=S evaluate@X` on the full data of
 params.yaml. The seed draws the validation split from the training images, the initial weights,
 the augmentation and the batch order; the test split is the source's held-out one and stays the
-same, so the spread is that of training, not of which images are scored.
+same, so the spread is that of training, not of which images are scored. Each run records the
+machine it trained on (the train summary's environment): runs on different CPUs differ by more than
+their seeds, and the table says so when it mixes them.
 
 Rounds go seed by seed across the datasets. The results file is rewritten after every run, and the
 runs it holds are not repeated, so a run cut short is continued by running the command again. Writes benchmarks/results/seeds.json and prints the table.
@@ -39,7 +41,8 @@ def run_row(dataset: str, ref: str, seed: int) -> dict:
     metrics = read_at(ref, f"metrics/{dataset}.json")
     return {"seed": seed, "test_accuracy": metrics["accuracy"], "test_images": metrics["test_images"],
             "last_val_accuracy": round(summary["eval"]["accuracy"], 4), "epochs_run": summary["step"] + 1,
-            "train_seconds": summary["train_seconds"], "from": "committed run (HEAD)" if ref == "HEAD" else ref}
+            "train_seconds": summary["train_seconds"], "environment": summary.get("environment"),
+            "from": "committed run (HEAD)" if ref == "HEAD" else ref}
 
 
 def spread(runs: list[dict]) -> dict:
@@ -94,6 +97,10 @@ def main() -> int:
             entry["spread"] = spread(entry["runs"])
             write_result(args.results, result)
     print(table(result))
+    machines = {json.dumps(run["environment"], sort_keys=True) for entry in result["datasets"].values()
+                for run in entry["runs"]}
+    if len(machines) > 1:
+        print(f"note: these runs trained on {len(machines)} different machines (see each run's environment)")
     return 0
 
 

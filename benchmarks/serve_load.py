@@ -15,22 +15,24 @@ benchmarks/results/serve_load_<dataset>.json.
 import argparse
 import io
 import json
+import sys
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import requests
 from PIL import Image
 
+from common import RESULTS, write_result
 from imagerec import inference, modelcard, serve
-from imagerec.files import write_json
 from imagerec.training import environment
 
-RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from serving import serving  # noqa: E402  tests/serving.py: test tooling, kept out of the package
+
 
 
 def test_images(dataset: str, count: int) -> np.ndarray:
@@ -99,17 +101,17 @@ def main() -> None:
     uploads = [png(image) for image in images[:100]]
     runs = []
     options = ("--format", classifier.format, "--batch-wait-ms", str(args.batch_wait_ms), "--max-batch", str(args.max_batch))
-    with serve.serving(args.model, options=options) as url:
+    with serving(args.model, options=options) as url:
         for clients in args.clients:
             run = load(url, uploads, args.requests, clients)
             run["of_offline"] = round(run["requests_per_second"] / offline, 2)
             runs.append(run)
             print(json.dumps(run), flush=True)
-    write_json(args.results or RESULTS / f"serve_load_{classifier.dataset}.json", {
+    write_result(args.results or RESULTS / f"serve_load_{classifier.dataset}.json", {
         "model": str(args.model), "format": classifier.format,
         "batch_wait_ms": args.batch_wait_ms, "max_batch": args.max_batch,
         "offline_images_per_second": round(offline, 1), "runs": runs,
-        "environment": environment(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment(),
     })
 
 

@@ -14,10 +14,10 @@ Writes benchmarks/results/speed_settings.json (or --results).
 """
 import argparse
 import os
-import platform
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
+
+from common import write_result
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
@@ -25,7 +25,6 @@ import tensorflow as tf  # noqa: E402
 from input_pipeline_overhead import SYNTHETIC_CLASSES, step_ms  # noqa: E402
 
 from imagerec import params  # noqa: E402
-from imagerec.files import write_json  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "speed_settings.json"
 VARIANTS = {  # name: (mixed_precision, jit_compile)
@@ -76,15 +75,12 @@ def main() -> int:
                   flush=True)
         results[dataset] = {"batch_size": p.train.batch_size, "steps": args.steps, "epochs": args.epochs,
                             "variants": timings}
-    write_json(args.results, {
+    write_result(args.results, {
         "datasets": results,
         "device": device,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "tensorflow": tf.__version__,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
     })
-    print(f"wrote {args.results}")
     return 0
 
 

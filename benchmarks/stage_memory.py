@@ -19,17 +19,15 @@ benchmarks/results/stage_memory.json (or --results); stages not run keep their e
 """
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
+from common import RESULTS as RESULTS_DIR
+from common import now, run_measured, write_result
 from noop_repro import out_of_date  # benchmarks/noop_repro.py, beside this script
 
-RESULTS = Path(__file__).parent / "results" / "stage_memory.json"
+RESULTS = RESULTS_DIR / "stage_memory.json"
 
 
 def stages_in_order(repo_dir: Path, targets: list[str], with_deps: bool) -> list[tuple[str, str]]:
@@ -47,15 +45,6 @@ def stages_in_order(repo_dir: Path, targets: list[str], with_deps: bool) -> list
                 if stage in wanted and stage.cmd]
 
 
-def run_measured(command: str, cwd: Path) -> tuple[int, float, float]:
-    """Exit code, seconds and peak RSS in MiB of a shell command and its descendants."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, shell=True, cwd=cwd)
-    _, status, usage = os.wait4(process.pid, 0)  # ru_maxrss covers the waited-for descendants too
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, time.perf_counter() - started, usage.ru_maxrss / 1024  # Linux: KiB
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stages", nargs="*", help="stages to measure (default: all)")
@@ -71,7 +60,8 @@ def main() -> int:
     measured, failed = {}, None
     for name, command in plan:
         print(f"== {name}: {command}", flush=True)
-        code, seconds, peak = run_measured(command, repo_dir)
+        run = run_measured(command, cwd=repo_dir)  # ru_maxrss: the stage's, under its shell
+        code, seconds, peak = run["exit_code"], run["seconds"], run["peak_rss_mib"]
         if code != 0:
             failed = name
             print(f"== {name} failed ({code}); stopping", flush=True)
@@ -89,19 +79,17 @@ def main() -> int:
         print(f"outputs now differ from dvc.lock for: {', '.join(changed)} "
               "(dvc commit STAGE records them, dvc checkout STAGE restores the cached ones)")
 
-    result["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    result.pop("machine", None)  # write_result stamps this machine's
     result["runs"].append({
         "stages": [name for name, _ in plan],
         "failed": failed,
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "finished": now(),
         "differ_from_dvc_lock": changed,
     })
     for name, (peak, seconds) in measured.items():
         result["stage_peak_rss_mib"][name] = peak
         result["stage_seconds"][name] = seconds
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {args.results}")
+    write_result(args.results, result)
     for name, (peak, seconds) in measured.items():
         print(f"{name:24s} {peak:8.0f} MiB {seconds:8.1f} s")
     return 1 if failed else 0

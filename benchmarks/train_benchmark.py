@@ -31,12 +31,13 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from common import child_env, now, run_measured, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "train_benchmark.json"
@@ -192,17 +193,15 @@ def measured_child(name: str, args) -> dict | None:
         command = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--child-result", str(out),
                    "--prepared-root", str(args.prepared_root), "--pretrained-root", str(args.pretrained_root),
                    "--params", str(args.params), "--epochs", str(args.epochs or 0), "--limit", str(args.limit or 0)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         load = os.getloadavg()[0]
         print(f"== {name}", flush=True)
         # cwd outside the repository: dvclive (inside training.fit) then finds no DVC repo to open
-        process = subprocess.Popen(command, cwd=scratch, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            print(f"== {name} failed (exit {os.waitstatus_to_exitcode(status)})", flush=True)
+        run = run_measured(command, cwd=scratch, env=child_env())
+        if run["exit_code"] != 0:
+            print(f"== {name} failed (exit {run['exit_code']})", flush=True)
             return None
         result = json.loads(out.read_text())
-    result["peak_rss_mib"] = round(usage.ru_maxrss / 1024, 1)  # Linux: KiB
+    result["peak_rss_mib"] = run["peak_rss_mib"]
     result["load_average_at_start"] = round(load, 2)  # other work on the machine slows the run
     return result
 
@@ -275,12 +274,12 @@ def main() -> int:
             failed.append(name)
             continue
         result.update(command=command, run_started=started, limit=args.limit or None, epochs_override=args.epochs or None,
-                      finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                      finished=now())
         measured[name] = result
 
     result = json.loads(args.results.read_text()) if args.results.exists() else {"datasets": {}, "reference": None}
     tensorflow = [entry.pop("tensorflow") for entry in measured.values()]
-    result.update(command=command, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"), machine={
+    result.update(command=command, machine={
         "platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
         "tensorflow": tensorflow[0] if tensorflow else result.get("machine", {}).get("tensorflow")})
     for name, entry in measured.items():
@@ -289,9 +288,8 @@ def main() -> int:
         else:
             result["datasets"][name] = entry
     result["comparison"] = comparison(result["datasets"].get("mnist"), result.get("reference"))
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {args.results}\n{table(result)}")
+    write_result(args.results, result)
+    print(table(result))
     if failed:
         print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0

@@ -1,13 +1,12 @@
 """Reading zip, tar and 7z archives without trusting them.
 
-Members are read straight into memory (zip, tar) or written to files we name ourselves (7z),
-never extracted by their own names, and an archive with an entry that could escape a target
+Members are read straight into memory or copied to files we name ourselves, never extracted
+by their own names, and an archive with an entry that could escape a target
 directory (absolute path, `..`, link, device) is refused whole: a dataset archive has no
 reason to hold one. So is one declaring more than MAX_MEMBERS entries or MAX_TOTAL_BYTES.
 """
 import contextlib
 import lzma
-import shutil
 import tarfile
 import tempfile
 import zipfile
@@ -165,19 +164,43 @@ def _entries(path: Path):
     return {"zip": _zip_entries, "tar": _tar_entries, "7z": _7z_entries}[kind](path), kind
 
 
-def list_entries(path: str | Path) -> tuple[list[tuple[str, int]], list[str]]:
-    """(name, declared size) of each regular file and the names of declared folders, reading no
-    member's data (a tar is still read through once)."""
+def list_entries(path: str | Path, extract: Callable[[str], bool] | None = None,
+                 into: Path | None = None) -> tuple[list[tuple[str, int]], list[str], dict[str, Path]]:
+    """(name, declared size) of each regular file, the names of declared folders, and {name:
+    file} of the regular files `extract` accepts, copied in the same pass into the folder `into`
+    as files named 0, 1, ... (never by their own names). Reads no other member's data; a tar is
+    still read through once. A layout lists an archive and takes its small or nested files out
+    here, so that decoding the images is the only other pass over it."""
     path = Path(path)
-    files, folders = [], []
-    entries, _ = _entries(path)
+    files, folders, extracted = [], [], {}
+    entries, kind = _entries(path)
     with _damage_is_archive_error(path.name):
-        for name, size, is_dir, _ in entries:
+        for name, size, is_dir, open_member in entries:
             if is_dir:
                 folders.append(name)
-            else:
-                files.append((name, size))
-    return files, folders
+                continue
+            files.append((name, size))
+            if extract is not None and kind != "7z" and name not in extracted and extract(name):
+                into.mkdir(parents=True, exist_ok=True)
+                extracted[name] = into / str(len(extracted))
+                with open_member() as src, open(extracted[name], "wb") as out:
+                    _copy_capped(src, out)
+    if extract is not None and kind == "7z":  # a solid 7z is decompressed front to back: one pass
+        wanted = sorted({name for name, _ in files if extract(name)})
+        if wanted:
+            into.mkdir(parents=True, exist_ok=True)
+            extracted = _extract_7z(path, wanted, into)
+    return files, folders, extracted
+
+
+def _copy_capped(src, out) -> None:
+    """Copy a member's stream, refusing one longer than MAX_MEMBER_BYTES whatever it declared."""
+    copied = 0
+    while block := src.read(2**20):
+        copied += len(block)
+        if copied > MAX_MEMBER_BYTES:
+            raise ArchiveError(f"an entry is larger than {MAX_MEMBER_BYTES} bytes")
+        out.write(block)
 
 
 class _ScratchWriter:
@@ -271,15 +294,6 @@ def iter_members(path: str | Path, want: Callable[[str], bool] | None = None,
         yield from members
 
 
-def member_names(path: str | Path) -> list[str]:
-    return [name for name, _ in list_entries(path)[0]]
-
-
-def directory_names(path: str | Path) -> list[str]:
-    """The folders an archive declares as entries of their own (an empty folder exists only so)."""
-    return list_entries(path)[1]
-
-
 def read_member(open_member, limit: int) -> bytes:
     """Read a member, refusing one that turns out longer than `limit` bytes."""
     with _damage_is_archive_error("archive entry"), open_member() as stream:
@@ -287,13 +301,3 @@ def read_member(open_member, limit: int) -> bytes:
     if len(data) > limit:
         raise ArchiveError(f"an entry is larger than {limit} bytes")
     return data
-
-
-def extract_member(path: str | Path, name: str, dest: str | Path) -> None:
-    """Write one member to `dest` (a path we choose, never the member's own name)."""
-    dest = Path(dest)
-    for _, _, open_member in iter_members(path, lambda member: member == name, scratch=dest.parent):
-        with _damage_is_archive_error(Path(path).name), open_member() as src, open(dest, "wb") as out:
-            shutil.copyfileobj(src, out, 2**20)
-        return
-    raise ArchiveError(f"{Path(path).name}: has no entry {name!r}")

@@ -129,7 +129,13 @@ class _Tree:
                 archives.archive_kind(path)  # raises: a user's or a download's archive that is none
             self.members.append(_Member(name, path.stat().st_size, self._container("file", path, name), ""))
             return
-        files, folders = archives.list_entries(path)
+        def nested(inner: str) -> bool:
+            return depth + 1 < MAX_ARCHIVE_DEPTH and inner.lower().endswith(NESTED_SUFFIXES)
+
+        def taken_out(inner: str) -> bool:  # read now, so that decoding is the archive's only other pass
+            return not _is_junk(prefix + inner) and (nested(inner) or inner.lower().endswith(".csv"))
+
+        files, folders, copies = archives.list_entries(path, taken_out, self.scratch / f"members-{len(self.containers)}")
         if kind == "zip" and files and all(inner.endswith(".npy") for inner, _ in files):
             self.members.append(_Member(name, path.stat().st_size, self._container("npz", path, name), ""))
             return
@@ -137,10 +143,10 @@ class _Tree:
         self.folders += [prefix + folder for folder in folders]
         for inner, size in files:
             member = prefix + inner
-            if depth + 1 < MAX_ARCHIVE_DEPTH and inner.lower().endswith(NESTED_SUFFIXES) and not _is_junk(member):
-                unpacked = self.scratch / f"nested-{len(self.containers)}"  # never the member's own name
-                archives.extract_member(path, inner, unpacked)
-                self._add_file(unpacked, member, member + "/", depth + 1)
+            if inner in copies and nested(inner):
+                self._add_file(copies[inner], member, member + "/", depth + 1)
+            elif inner in copies:
+                self.members.append(_Member(member, size, self._container("file", copies[inner], member), ""))
             else:
                 self.members.append(_Member(member, size, container, inner))
 

@@ -15,6 +15,10 @@ FILES = {"top/a.txt": b"alpha", "top/sub/b.bin": bytes(range(256))}
 KINDS = ["x.zip", "x.tar.gz"]
 
 
+
+def member_names(path: Path) -> list[str]:
+    return [name for name, _ in archives.list_entries(path)[0]]
+
 def make_zip(path: Path, members) -> Path:
     """members: (name or ZipInfo, bytes) pairs."""
     with zipfile.ZipFile(path, "w") as zf:
@@ -59,7 +63,7 @@ def test_directory_entries_are_skipped(tmp_path):
     zip_path = make_zip(tmp_path / "d.zip", [("top/", b""), ("top/a.txt", b"alpha")])
     tar_path = make_tar(tmp_path / "d.tar.gz", [tar_entry("top", tarfile.DIRTYPE),
                                                 tar_entry("top/a.txt", data=b"alpha")])
-    assert archives.member_names(zip_path) == archives.member_names(tar_path) == ["top/a.txt"]
+    assert member_names(zip_path) == member_names(tar_path) == ["top/a.txt"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -67,7 +71,7 @@ def test_directory_entries_are_skipped(tmp_path):
 def test_entry_pointing_outside_the_archive_is_refused(tmp_path, kind, entry):
     path = make_archive(tmp_path / kind, {"ok.txt": b"fine", entry: b"evil"})
     with pytest.raises(ArchiveError, match="points outside the archive"):
-        archives.member_names(path)
+        member_names(path)
 
 
 @pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE],
@@ -76,7 +80,7 @@ def test_tar_link_or_device_entry_is_refused(tmp_path, kind):
     path = make_tar(tmp_path / "x.tar.gz", [tar_entry("ok.txt", data=b"fine"),
                                             tar_entry("evil", kind, linkname="/etc/passwd")])
     with pytest.raises(ArchiveError, match="not a regular file"):
-        archives.member_names(path)
+        member_names(path)
 
 
 def test_zip_entry_marked_as_symlink_is_refused(tmp_path):
@@ -84,21 +88,21 @@ def test_zip_entry_marked_as_symlink_is_refused(tmp_path):
     link.external_attr = (stat.S_IFLNK | 0o777) << 16
     path = make_zip(tmp_path / "x.zip", [("ok.txt", b"fine"), (link, b"/etc/passwd")])
     with pytest.raises(ArchiveError, match="not a regular file"):
-        archives.member_names(path)
+        member_names(path)
 
 
 def test_zip_entry_with_regular_file_mode_is_accepted(tmp_path):
     info = zipfile.ZipInfo("ok.txt")
     info.external_attr = (stat.S_IFREG | 0o644) << 16
-    assert archives.member_names(make_zip(tmp_path / "x.zip", [(info, b"fine")])) == ["ok.txt"]
+    assert member_names(make_zip(tmp_path / "x.zip", [(info, b"fine")])) == ["ok.txt"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_member_larger_than_max_member_bytes_is_refused(tmp_path, monkeypatch, kind):
     monkeypatch.setattr(archives, "MAX_MEMBER_BYTES", 10)
-    assert archives.member_names(make_archive(tmp_path / f"ok{kind}", {"ten.bin": b"x" * 10})) == ["ten.bin"]
+    assert member_names(make_archive(tmp_path / f"ok{kind}", {"ten.bin": b"x" * 10})) == ["ten.bin"]
     with pytest.raises(ArchiveError, match="eleven.bin"):
-        archives.member_names(make_archive(tmp_path / kind, {"eleven.bin": b"x" * 11}))
+        member_names(make_archive(tmp_path / kind, {"eleven.bin": b"x" * 11}))
 
 
 def truncated(tmp_path: Path, kind: str) -> Path:
@@ -112,7 +116,7 @@ def truncated(tmp_path: Path, kind: str) -> Path:
 @pytest.mark.parametrize("kind", KINDS)
 def test_truncated_archive_is_an_archive_error(tmp_path, kind):
     with pytest.raises(ArchiveError, match="truncated"):
-        archives.member_names(truncated(tmp_path, kind))
+        member_names(truncated(tmp_path, kind))
 
 
 def crc_damaged_zip(tmp_path: Path) -> Path:
@@ -135,11 +139,11 @@ def test_file_that_is_neither_zip_nor_tar_is_refused(tmp_path, content):
     path = tmp_path / "download.tar.gz"
     path.write_bytes(content)
     with pytest.raises(ArchiveError, match="not a zip or tar archive"):
-        archives.member_names(path)
+        member_names(path)
 
 
 def test_empty_zip_yields_nothing(tmp_path):
-    assert archives.member_names(make_zip(tmp_path / "empty.zip", [])) == []
+    assert member_names(make_zip(tmp_path / "empty.zip", [])) == []
 
 
 def test_read_member_accepts_exactly_limit_and_refuses_one_byte_more(tmp_path):
@@ -150,17 +154,14 @@ def test_read_member_accepts_exactly_limit_and_refuses_one_byte_more(tmp_path):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_extract_member_writes_exact_bytes_to_chosen_destination(tmp_path, kind):
+def test_listing_copies_the_chosen_members_out_byte_for_byte_under_names_we_choose(tmp_path, kind):
     path = make_archive(tmp_path / kind, FILES)
-    dest = tmp_path / "out" / "chosen.bin"
-    dest.parent.mkdir()
-    archives.extract_member(path, "top/sub/b.bin", dest)
-    assert dest.read_bytes() == FILES["top/sub/b.bin"]
-    assert [p.name for p in dest.parent.iterdir()] == ["chosen.bin"]
+    files, _, copies = archives.list_entries(path, lambda name: name.endswith(".bin"), tmp_path / "out")
+    assert sorted(name for name, _ in files) == sorted(FILES)
+    assert {name: copy.read_bytes() for name, copy in copies.items()} == {"top/sub/b.bin": FILES["top/sub/b.bin"]}
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["0"]
 
 
-def test_extract_member_of_missing_entry_raises(tmp_path):
-    dest = tmp_path / "chosen.bin"
-    with pytest.raises(ArchiveError, match="has no entry 'top/missing.txt'"):
-        archives.extract_member(make_archive(tmp_path / "x.zip", FILES), "top/missing.txt", dest)
-    assert not dest.exists()
+def test_listing_without_a_chosen_member_writes_nothing(tmp_path):
+    _, _, copies = archives.list_entries(make_archive(tmp_path / "x.zip", FILES), lambda name: False, tmp_path / "out")
+    assert copies == {} and not (tmp_path / "out").exists()

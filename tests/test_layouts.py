@@ -166,7 +166,7 @@ def kaggle_cifar(count: int = 24, test_count: int = 3) -> dict[str, bytes]:
     rows = "".join(f"{i + 1},{label}\n" for i, label in enumerate(labels))
     return {"train.7z": train.getvalue(), "trainLabels.csv": f"id,label\n{rows}".encode(),
             "test.7z": test.getvalue(),
-            "sampleSubmission.csv": "id,label\n" + "".join(f"{i + 1},cat\n" for i in range(test_count))}
+            "sampleSubmission.csv": ("id,label\n" + "".join(f"{i + 1},cat\n" for i in range(test_count))).encode()}
 
 
 def test_kaggle_cifar10_bundle_labels_7z_images_by_id(tmp_path):
@@ -399,3 +399,27 @@ def test_an_old_single_file_source_json_is_still_read(tmp_path):
 
 def test_image_fixture_bytes_are_real_images():
     assert encode(pattern_images([0], 8, 3)[0])[:2] == b"\xff\xd8"
+
+
+# --- passes over an archive ----------------------------------------------------------------------
+
+def labelled_by_csv(count: int = 12) -> dict[str, bytes]:
+    return labels_bundle("id,label\n" + "".join(f"{i + 1},{'ab'[i % 2]}\n" for i in range(count)), count)
+
+
+@pytest.mark.parametrize("suffix", [".zip", ".tar.gz", ".7z"])
+@pytest.mark.parametrize("layout", ["class-folders", "labels-csv", "kaggle-bundle"])
+def test_preprocess_passes_over_each_archive_at_most_twice(tmp_path, monkeypatch, layout, suffix):
+    """One listing (which also takes out csv files and nested archives) and one pass decoding the
+    images: a tar.gz is decompressed at most twice, however its dataset is laid out."""
+    files = {"class-folders": lambda: shades("{cls}/{k}.png", per_class=8), "labels-csv": labelled_by_csv,
+             "kaggle-bundle": kaggle_cifar}[layout]()
+    passes = {}
+    for name in ("list_entries", "iter_members"):
+        def counted(path, *args, _read=getattr(archives, name), **kwargs):
+            passes[Path(path)] = passes.get(Path(path), 0) + 1
+            return _read(path, *args, **kwargs)
+        monkeypatch.setattr(archives, name, counted)
+    prepared, _, _ = prepare(raw_dir(tmp_path, {f"data{suffix}": files}))
+    assert_labels_match_images(prepared)
+    assert passes and max(passes.values()) <= 2, passes

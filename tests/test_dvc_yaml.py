@@ -57,3 +57,17 @@ def test_every_stage_runs_for_each_dataset_and_names_none():
 
 def test_closure_follows_imports_inside_functions():
     assert "imagerec/files.py" in imported_modules(ROOT / "imagerec/models.py")  # imported in save()
+
+
+def test_no_import_circle_among_the_package_modules():
+    """Each module of the package can be read, and changed, knowing only the ones below it:
+    the imports (function-level ones too) form no circle. `graphlib` names one if they do."""
+    import graphlib
+
+    modules = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "imagerec").glob("*.py"))
+    graph = {module: imported_modules(ROOT / module) - {module} for module in modules}
+    try:
+        order = list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as err:
+        pytest.fail(f"import circle: {' -> '.join(err.args[1])}")
+    assert set(order) >= set(modules)

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import subprocess
+import tempfile
 import threading
 import time
 from datetime import datetime, timezone
@@ -72,30 +73,35 @@ class ProcSampler(threading.Thread):
 
 
 def run_measured(command: list[str] | str, cwd: Path | None = None, env: dict | None = None,
-                 capture: bool = False, sample_every: float | None = None) -> dict:
+                 capture: bool = False, capture_stderr: bool = False, sample_every: float | None = None) -> dict:
     """Runs a command (a string goes through the shell) in a child process and measures it: exit
     code, wall seconds and peak RSS (wait4's ru_maxrss: the child's own, or its largest waited-for
     descendant's). With `sample_every` seconds, also the peaks /proc shows (ProcSampler); with
-    `capture`, its stdout."""
-    started = time.perf_counter()
-    process = subprocess.Popen(command, shell=isinstance(command, str), cwd=cwd, env=env, text=True,
-                               stdout=subprocess.PIPE if capture else None)
-    sampler = ProcSampler(process.pid, sample_every) if sample_every else None
-    if sampler:
-        sampler.start()
-    stdout = process.stdout.read() if capture else None
-    if capture:
-        process.stdout.close()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    out = {"exit_code": process.returncode, "seconds": round(time.perf_counter() - started, 2),
-           "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}  # Linux reports KiB
-    if sampler:
-        sampler.done.set()
-        sampler.join()
-        out["peak_rss_sampled_mib"] = {key: round(value / 1024, 1) for key, value in sampler.peaks.items()}
-    if capture:
-        out["stdout"] = stdout
+    `capture`, its stdout; with `capture_stderr`, its stderr (through a file: no pipe to fill)."""
+    with tempfile.TemporaryFile("w+") as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, shell=isinstance(command, str), cwd=cwd, env=env, text=True,
+                                   stdout=subprocess.PIPE if capture else None,
+                                   stderr=errors if capture_stderr else None)
+        sampler = ProcSampler(process.pid, sample_every) if sample_every else None
+        if sampler:
+            sampler.start()
+        stdout = process.stdout.read() if capture else None
+        if capture:
+            process.stdout.close()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out = {"exit_code": process.returncode, "seconds": round(time.perf_counter() - started, 2),
+               "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}  # Linux reports KiB
+        if sampler:
+            sampler.done.set()
+            sampler.join()
+            out["peak_rss_sampled_mib"] = {key: round(value / 1024, 1) for key, value in sampler.peaks.items()}
+        if capture:
+            out["stdout"] = stdout
+        if capture_stderr:
+            errors.seek(0)
+            out["stderr"] = errors.read()
     return out
 
 

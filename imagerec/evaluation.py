@@ -196,14 +196,3 @@ def examples(labels: np.ndarray, probabilities: np.ndarray, count: int, seed: in
         "confidently_wrong": confidently_wrong(labels, probabilities, count),
         "explained": shown[np.linspace(0, len(shown) - 1, min(heat_maps, len(shown))).astype(int)],
     }
-
-
-def legends(scores: dict, roc: dict, pr: dict, classes: list[str]) -> tuple[dict, dict]:
-    """The ROC and precision-recall figures' legend values: each curve's AUC, or average
-    precision, by the curve's key (class_<i>, micro, macro)."""
-    per_class = {f"class_{i}": scores["per_class"][c] for i, c in enumerate(classes)}
-    aucs = {key: per_class[key]["roc_auc"] for key in roc if key in per_class}
-    aucs.update(micro=scores["roc_auc_micro"], macro=scores["roc_auc_macro"])
-    aps = {key: per_class[key]["average_precision"] for key in pr if key in per_class}
-    aps.update(micro=scores["average_precision_micro"])
-    return aucs, aps

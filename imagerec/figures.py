@@ -1,4 +1,6 @@
-"""Matplotlib figures written as PNGs: dataset exploration, augmentation preview, evaluation."""
+"""Matplotlib figures written as PNGs, for what DVC's plot templates cannot draw: grids of images
+(samples, augmentation, predictions, Grad-CAM) and the class balance. ROC, precision-recall,
+reliability and confusion are plot data (evaluate writes them), drawn by DVC and by the page."""
 from pathlib import Path
 
 import matplotlib
@@ -6,7 +8,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:
@@ -59,28 +60,6 @@ def augmentation_preview(grid: np.ndarray, path: Path) -> None:
     _image_grid(list(grid.reshape(-1, *grid.shape[2:])), titles, path, ncols=cols, suptitle="augmentation preview")
 
 
-def confusion_matrix(matrix: np.ndarray, classes: list[str], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(classes) + 2),) * 2)
-    ConfusionMatrixDisplay(matrix, display_labels=classes).plot(ax=ax, colorbar=False, xticks_rotation=45)
-    ax.set_title("confusion matrix (test split)")
-    _save(fig, path)
-
-
-def roc(curves: dict[str, list[dict]], aucs: dict[str, float], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for key, points in curves.items():
-        averaged = key in ("micro", "macro")
-        label = f"{points[0]['curve']} (AUC {aucs[key]:.4f})"
-        ax.plot([p["fpr"] for p in points], [p["tpr"] for p in points], label=label,
-                linewidth=2 if averaged else 1, linestyle="--" if averaged else "-")
-    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.5)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title("ROC, one-vs-rest (test split)")
-    ax.legend(fontsize=7, loc="lower right")
-    _save(fig, path)
-
-
 def predictions(images, labels, probabilities, classes, path: Path, title: str, ncols: int = 8) -> None:
     """Images titled `predicted (p)`, green when right and red when wrong (with the truth)."""
     predicted = probabilities.argmax(axis=1)
@@ -90,48 +69,6 @@ def predictions(images, labels, probabilities, classes, path: Path, title: str, 
         titles.append(f"{classes[guess]} ({probs[guess]:.2f})" + ("" if right else f"\ntrue: {classes[label]}"))
         colors.append("green" if right else "red")
     _image_grid(list(images), titles, path, ncols=min(ncols, max(1, len(images))), colors=colors, suptitle=title)
-
-
-def precision_recall(curves: dict[str, list[dict]], average_precisions: dict[str, float], path: Path) -> None:
-    """One-vs-rest precision-recall curves, labelled with their average precision (AP). Drawn as
-    steps the way AP sums them: the precision at a point holds from the previous recall up to its own."""
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    for key, points in curves.items():
-        averaged = key == "micro"
-        label = f"{points[0]['curve']} (AP {average_precisions[key]:.4f})"
-        ax.plot([p["recall"] for p in points], [p["precision"] for p in points], label=label,
-                linewidth=2 if averaged else 1, linestyle="--" if averaged else "-", drawstyle="steps-pre")
-    ax.set_xlim(0, 1.01)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title("precision-recall, one-vs-rest (test split)")
-    ax.legend(fontsize=7, loc="lower left")
-    _save(fig, path)
-
-
-def reliability(rows: list[dict], bins: int, calibration_error: float, path: Path) -> None:
-    """Reliability diagram: accuracy against confidence per bin (the diagonal is perfect
-    calibration), and below it how many test images each bin holds."""
-    fig, (ax, count_ax) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    width = 1 / bins
-    # A bin k holds confidences in (k/bins, (k+1)/bins] (sklearn's binning); its mean lies there too.
-    index = np.ceil(np.array([r["confidence"] for r in rows]) * bins - 1e-9) - 1
-    centres = (index.clip(0, bins - 1) + 0.5) * width
-    ax.bar(centres, [r["accuracy"] for r in rows], width=width, edgecolor="black", linewidth=0.5, label="accuracy")
-    ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], "o-", color="black", markersize=3,
-            label="accuracy at mean confidence")
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"reliability (test split), ECE {calibration_error:.4f}")
-    ax.legend(fontsize=7, loc="upper left")
-    count_ax.bar(centres, [r["images"] for r in rows], width=width, color="grey", edgecolor="black", linewidth=0.5)
-    count_ax.set_yscale("log")
-    count_ax.set_xlabel(f"confidence of the predicted class ({bins} bins)")
-    count_ax.set_ylabel("images")
-    _save(fig, path)
 
 
 def gradcam(images, heatmaps, labels, probabilities, classes, path: Path, title: str) -> None:

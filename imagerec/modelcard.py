@@ -11,11 +11,13 @@ from pathlib import Path
 import yaml
 
 # What the page may ask for -> where the pipeline writes it, under the results root ({d}: dataset).
+# The evaluate stage's plot data is what `dvc plots` draws, and the page draws it too: each
+# picture has one source of numbers.
 FILES = {
-    "confusion_matrix.png": "plots/{d}/evaluate/confusion_matrix.png",
-    "roc.png": "plots/{d}/evaluate/roc.png",
-    "pr.png": "plots/{d}/evaluate/pr.png",
-    "reliability.png": "plots/{d}/evaluate/reliability.png",
+    "confusion.csv": "plots/{d}/evaluate/confusion.csv",
+    "roc.json": "plots/{d}/evaluate/roc.json",
+    "pr.json": "plots/{d}/evaluate/pr.json",
+    "calibration.json": "plots/{d}/evaluate/calibration.json",
     "gradcam.png": "plots/{d}/evaluate/gradcam.png",
     "samples.png": "plots/{d}/explore/samples.png",
     "class_balance.png": "plots/{d}/explore/class_balance.png",

@@ -17,7 +17,7 @@ def main() -> None:
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("metrics_file", type=Path, help="output: metrics JSON")
     parser.add_argument("plots_dir", type=Path,
-                        help="output: ROC, precision-recall, calibration and confusion data, report, PNGs")
+                        help="output: ROC, precision-recall, calibration and confusion data, report, image grids")
     args = parser.parse_args()
     p = params.load_stage(args.config)
 
@@ -39,10 +39,11 @@ def main() -> None:
     # equals Grad-CAM for MobileNetV2's global-average-pooling head.
     heat = gradcam.heatmaps(model, test.images[explained], probabilities[explained].argmax(axis=1), method="hirescam")
 
-    aucs, aps = evaluation.legends(scores, roc, pr, classes)
     with atomic_dir(args.plots_dir) as out:
         # One file per plot, every class's curve in it (its "curve" field): dvc.yaml then names
-        # no class, and DVC's curves_by_class template draws one line per class.
+        # no class, and DVC's curves_by_class template draws one line per class. These are the
+        # only copies: `dvc plots`, `imagerec report` and the page draw from them; Matplotlib
+        # draws only what they cannot, the grids of images.
         write_json(out / "roc.json", [point for points in roc.values() for point in points])
         write_json(out / "pr.json", [point for points in pr.values() for point in points])
         write_json(out / "calibration.json", calibration)
@@ -51,11 +52,6 @@ def main() -> None:
         with atomic_file(out / "classification_report.txt") as f:
             f.write(evaluation.text_report(labels, probabilities, classes))
 
-        figures.roc(roc, aucs, out / "roc.png")
-        figures.precision_recall(pr, aps, out / "pr.png")
-        figures.reliability(calibration, evaluation.CALIBRATION_BINS, scores["expected_calibration_error"],
-                            out / "reliability.png")
-        figures.confusion_matrix(evaluation.confusion(labels, probabilities, classes), classes, out / "confusion_matrix.png")
         figures.predictions(test.images[shown], labels[shown], probabilities[shown], classes,
                             out / "predictions.png", "sample test predictions")
         figures.predictions(test.images[wrong], labels[wrong], probabilities[wrong], classes,

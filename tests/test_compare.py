@@ -130,10 +130,10 @@ def test_plots_diff_json_holds_every_mnist_plot_for_both_revisions(repo, tmp_pat
         for url in by_revision.values():
             with open(url, "rb") as f:
                 assert f.read(8) == PNG_MAGIC, url
-    roc_image = {rev: Path(entry["url"]).read_bytes() for entry in plots["plots/mnist/evaluate/roc.png"]
-                 for rev in entry["revisions"]}
-    assert roc_image[BASE] == at_base(repo, "plots/mnist/evaluate/roc.png")
-    assert roc_image["workspace"] == (repo.path / "plots/mnist/evaluate/roc.png").read_bytes()
+    gradcam = {rev: Path(entry["url"]).read_bytes() for entry in plots["plots/mnist/evaluate/gradcam.png"]
+               for rev in entry["revisions"]}
+    assert gradcam[BASE] == at_base(repo, "plots/mnist/evaluate/gradcam.png")
+    assert gradcam["workspace"] == (repo.path / "plots/mnist/evaluate/gradcam.png").read_bytes()
 
 
 @pytest.mark.extended

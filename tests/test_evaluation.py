@@ -191,18 +191,6 @@ def test_confidently_wrong_lists_misclassified_images_most_confident_first():
     assert evaluation.confidently_wrong(LABELS, PERFECT, 5).tolist() == []
 
 
-def test_precision_recall_and_reliability_figures_are_written(tmp_path):
-    from imagerec import figures
-
-    scores = evaluation.scorecard(LABELS, PROBABILITIES, CLASSES)
-    curves = evaluation.pr_curves(LABELS, PROBABILITIES, CLASSES)
-    aps = {f"class_{i}": scores["per_class"][c]["average_precision"] for i, c in enumerate(CLASSES)}
-    figures.precision_recall(curves, {**aps, "micro": scores["average_precision_micro"]}, tmp_path / "pr.png")
-    figures.reliability(evaluation.reliability(LABELS, PROBABILITIES), evaluation.CALIBRATION_BINS,
-                        scores["expected_calibration_error"], tmp_path / "reliability.png")
-    assert (tmp_path / "pr.png").stat().st_size > 1000 and (tmp_path / "reliability.png").stat().st_size > 1000
-
-
 def test_examples_pick_a_seeded_sample_the_misclassified_and_a_spread_for_heat_maps():
     labels = np.array([0, 1, 0, 1, 0, 1, 0, 1, 0, 1])
     probabilities = np.tile([[0.9, 0.1]], (10, 1))  # everything predicted 0: the odd indices are wrong
@@ -212,14 +200,3 @@ def test_examples_pick_a_seeded_sample_the_misclassified_and_a_spread_for_heat_m
     assert list(pick["shown"]) == list(evaluation.examples(labels, probabilities, 4, 3, 2)["shown"])  # seeded
     assert list(pick["explained"]) == [pick["shown"][0], pick["shown"][-1]]
     assert set(pick["confidently_wrong"]) <= {1, 3, 5, 7, 9}
-
-
-def test_legends_give_each_curve_its_area():
-    labels = np.array([0, 1, 2, 0, 1, 2])
-    probabilities = np.eye(3)[[0, 1, 2, 0, 2, 1]] * 0.8 + 0.2 / 3
-    classes = ["a", "b", "c"]
-    scores = evaluation.scorecard(labels, probabilities, classes)
-    roc, pr = evaluation.roc_curves(labels, probabilities, classes), evaluation.pr_curves(labels, probabilities, classes)
-    aucs, aps = evaluation.legends(scores, roc, pr, classes)
-    assert aucs["class_0"] == scores["per_class"]["a"]["roc_auc"] == 1.0
-    assert aucs["macro"] == scores["roc_auc_macro"] and aps["micro"] == scores["average_precision_micro"]

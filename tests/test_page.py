@@ -25,20 +25,23 @@ def tiny_model_at(model_dir: Path) -> Path:
     return fixtures.write_tiny_model(model_dir)
 
 
-def png(size=(40, 30), color=(200, 30, 30)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, "PNG")
-    return buffer.getvalue()
+# confusion.csv as evaluate writes it (one actual,predicted row per test image): "one" is right
+# twice and once taken for "seven", "seven" right once.
+CONFUSION_CSV = "actual,predicted\none,one\none,one\none,seven\nseven,seven\n"
+PR_POINTS = [{"recall": r, "precision": p, "curve": c} for c in ("one", "seven", "micro-average")
+             for r, p in ((0.0, 1.0), (0.5, 0.9), (1.0, 0.6))]
 
 
 def write_results(root: Path, dataset: str = "mnist") -> Path:
-    """What the pipeline writes for a dataset, in small: metrics, a confusion matrix, the training
-    curves, the explore statistics and params.yaml (but no ROC curve: it is "not available")."""
+    """What the pipeline writes for a dataset, in small: metrics, the confusion and precision-recall
+    plot data, the training curves, the explore statistics and params.yaml (but no ROC curve: it
+    is "not available")."""
     (root / "metrics").mkdir(parents=True, exist_ok=True)
     (root / "metrics" / f"{dataset}.json").write_text(json.dumps(TINY_METRICS))
     plots = root / "plots" / dataset
     (plots / "evaluate").mkdir(parents=True, exist_ok=True)
-    (plots / "evaluate" / "confusion_matrix.png").write_bytes(png())
+    (plots / "evaluate" / "confusion.csv").write_text(CONFUSION_CSV)
+    (plots / "evaluate" / "pr.json").write_text(json.dumps(PR_POINTS))
     for split, values in {"train": [0.9, 0.5, 0.3], "eval": [0.8, 0.6, 0.45]}.items():
         for metric, series in {"loss": values, "accuracy": [1 - v for v in values]}.items():
             path = plots / "train" / "plots" / "metrics" / split / f"{metric}.tsv"
@@ -180,9 +183,9 @@ def test_the_card_shows_what_the_pipeline_wrote_and_not_available_for_the_rest(c
     assert card["data"]["values"] == {"source": "keras", "split_sizes": {"train": 200, "val": 20, "test": 60},
                                       "image_shape": [28, 28, 1], "unreadable_images": 0, "ignored_files": 0,
                                       "images_per_class": {"train": {"zero": 20}}}
-    assert card["files"]["confusion_matrix.png"] == "/models/mnist/files/confusion_matrix.png"
+    assert card["files"]["confusion.csv"] == "/models/mnist/files/confusion.csv"
     assert card["files"]["train_loss.tsv"] == "/models/mnist/files/train_loss.tsv"
-    assert card["files"]["roc.png"] is None and card["files"]["gradcam.png"] is None
+    assert card["files"]["roc.json"] is None and card["files"]["gradcam.png"] is None
     assert set(card["files"]) == set(modelcard.FILES)
 
 
@@ -228,20 +231,22 @@ def test_a_card_whose_dataset_is_not_a_plain_name_reads_no_results(tmp_path):
     assert shown["metrics"] is None and not any(shown["files"].values())
 
 
-def test_model_files_serves_the_pipeline_figures_and_curves(client):
-    figure = client.get("/models/mnist/files/confusion_matrix.png")
-    assert (figure.status_code, figure.headers["content-type"], figure.content) == (200, "image/png", png())
+def test_model_files_serves_the_pipeline_plot_data_and_curves(client):
+    confusion = client.get("/models/mnist/files/confusion.csv")
+    assert (confusion.status_code, confusion.text) == (200, CONFUSION_CSV)
+    assert client.get("/models/mnist/files/pr.json").json() == PR_POINTS
     curve = client.get("/models/mnist/files/eval_loss.tsv")
     assert curve.status_code == 200 and curve.text.startswith("step\tloss\n0\t0.8\n")
 
 
 @pytest.mark.parametrize("path", [
-    "/models/mnist/files/roc.png",                      # a known figure the results lack
+    "/models/mnist/files/roc.json",                     # a known file the results lack
+    "/models/mnist/files/roc.png",                      # no longer drawn: the page draws roc.json
     "/models/mnist/files/model.json",                   # not one of the pipeline's figures
     "/models/mnist/files/..%2F..%2Fparams.yaml",        # traversal, encoded
     "/models/mnist/files/../../../params.yaml",
     "/models/mnist/files/%2e%2e",
-    "/models/other/files/confusion_matrix.png",         # no such model
+    "/models/other/files/confusion.csv",                # no such model
     "/models/other/card",
 ])
 def test_model_files_answers_404_for_anything_else(client, path):
@@ -366,9 +371,15 @@ def test_the_model_card_shows_metrics_figures_curves_params_and_data(page, tmp_p
     assert "Model card: mnist" in card.text
     metrics = page.find_element("id", "card-metrics").text
     assert "Accuracy 0.9321" in metrics and "ROC AUC (macro) 0.9876" in metrics
-    assert page.execute_script("const img = document.querySelector('#card-confusion img');"
-                               "return img.complete && img.naturalWidth;") == 40
+    # The confusion matrix, counted from confusion.csv: rows actual, columns predicted.
+    cells = page.execute_script("return [...document.querySelectorAll('#card-confusion tr')].map("
+                                "tr => [...tr.querySelectorAll('td')].map(td => td.textContent));")
+    assert cells[2][1:] == ["2", "0", "0", "0", "0", "0", "1", "0", "0"] and cells[8][7] == "1"  # one; seven
     assert page.find_element("id", "card-roc").text.endswith("not available")
+    # Precision-recall from pr.json: a line per curve, the averaged one dashed, and a legend.
+    curves = page.find_elements("css selector", "#card-more svg polyline")
+    assert len(curves) == 3 and curves[2].get_attribute("stroke-dasharray") == "5 3"
+    assert "micro-average" in page.find_element("id", "card-more").text
     for metric in ("loss", "accuracy"):
         assert len(page.find_elements("css selector", f"#chart-{metric} svg polyline")) == 2  # train and eval
         assert len(page.find_elements("css selector", f"#chart-{metric} svg circle.point")) == 6  # a dot per epoch

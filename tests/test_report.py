@@ -88,7 +88,7 @@ def test_report_embeds_valid_pngs_of_every_mnist_plot_and_both_revisions_of_chan
     with Image.open(out / roc_chart) as image:
         assert min(image.size) >= 200  # a rendered chart, not an empty canvas
 
-    image = "plots/mnist/evaluate/roc.png"  # Matplotlib's ROC figure: new model, new picture
+    image = "plots/mnist/evaluate/gradcam.png"  # Matplotlib's heat maps: new model, new picture
     assert at_base(repo, image) != (repo.path / image).read_bytes()
     copies = {link.split("/")[1]: (out / link).read_bytes() for alt, link in links if alt == image}
     assert copies == {BASE: at_base(repo, image), "workspace": (repo.path / image).read_bytes()}

@@ -319,12 +319,12 @@ async function showCard() {
   if (state.model !== name || state.view !== "card") return;
   const sections = [
     ["Test metrics", () => metricsSection(card.metrics), "metrics", "third"],
-    ["Confusion matrix", () => figure(card.files["confusion_matrix.png"], "confusion matrix on the test set"), "confusion", "third"],
-    ["ROC curve", () => figure(card.files["roc.png"], "ROC curves, one per class, on the test set"), "roc", "third"],
+    ["Confusion matrix", () => confusionSection(card.files["confusion.csv"], card.classes), "confusion", "third"],
+    ["ROC curve", () => classCurves(card.files["roc.json"], ROC, card.metrics), "roc", "third"],
     ["Training curves", () => curvesSection(card.files), "curves", "wide"],
     ["Params it was trained with", () => nestedSection(card.params), "params", "half"],
     ["Data it was trained on", () => dataSection(card), "data", "half"],
-    ["More figures", () => moreFigures(card.files), "more", "wide"],
+    ["More figures", () => moreFigures(card), "more", "wide"],
   ];
   const grid = el("div", { class: "card-sections" });
   for (const [title, render, id, width] of sections) {
@@ -371,15 +371,13 @@ function figure(url, caption, size = "") {
   return el("figure", { class: `figure ${size}` }, el("img", { src: url, alt: caption }));
 }
 
-function moreFigures(files) {
-  const wanted = [["pr.png", "Precision-recall curves"], ["reliability.png", "Reliability (calibration)"],
-    ["gradcam.png", "Grad-CAM of test images"]];
-  const available = wanted.filter(([key]) => files[key]);
-  if (!available.length) return notAvailable();
+function moreFigures(card) {
+  const files = card.files;
+  if (!files["pr.json"] && !files["calibration.json"] && !files["gradcam.png"]) return notAvailable();
   const grid = el("div", { class: "card-grid" });
-  for (const [key, caption] of available) {
-    grid.append(el("div", {}, el("h3", { text: caption }), figure(files[key], caption)));
-  }
+  if (files["pr.json"]) grid.append(el("div", {}, el("h3", { text: "Precision-recall curves" }), classCurves(files["pr.json"], PR, card.metrics)));
+  if (files["calibration.json"]) grid.append(el("div", {}, el("h3", { text: "Reliability (calibration)" }), reliabilityChart(files["calibration.json"], card.metrics)));
+  if (files["gradcam.png"]) grid.append(el("div", {}, el("h3", { text: "Grad-CAM of test images" }), figure(files["gradcam.png"], "Grad-CAM of test images")));
   return grid;
 }
 
@@ -457,7 +455,6 @@ function curvesSection(files) {
 }
 
 function lineChart(series, metric) {
-  const width = 460, height = 230, left = 48, right = 12, top = 10, bottom = 34;
   const all = series.flatMap(([, , points]) => points);
   const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
   const [x0, x1] = [Math.min(...xs), Math.max(...xs, Math.min(...xs) + 1)];
@@ -466,36 +463,147 @@ function lineChart(series, metric) {
   [y0, y1] = [y0 - pad, y1 + pad];
   if (metric === "accuracy") y1 = Math.min(y1, 1);
   if (metric === "accuracy" || metric === "loss") y0 = Math.max(y0, 0);
-  const px = (x) => left + (x - x0) / (x1 - x0) * (width - left - right);
-  const py = (y) => top + (1 - (y - y0) / (y1 - y0)) * (height - top - bottom);
-  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `${metric} per step` });
-  for (let i = 0; i <= 4; i++) {
-    const y = y0 + (y1 - y0) * i / 4;
-    chart.append(svg("line", { class: "grid", x1: left, x2: width - right, y1: py(y), y2: py(y) }));
-    const label = svg("text", { x: left - 6, y: py(y) + 4, "text-anchor": "end" });
-    label.textContent = y.toFixed(y1 - y0 < 0.1 ? 3 : 2);
-    chart.append(label);
-  }
   const xTicks = [...new Set(xs)].sort((a, b) => a - b);
   const every = Math.ceil(xTicks.length / 10);
-  xTicks.filter((_, i) => i % every === 0).forEach((x) => {
-    const label = svg("text", { x: px(x), y: height - bottom + 15, "text-anchor": "middle" });
-    label.textContent = String(x);
-    chart.append(label);
-  });
-  const axisLabel = svg("text", { x: (left + width - right) / 2, y: height - 4, "text-anchor": "middle" });
-  axisLabel.textContent = "step (epoch)";
-  chart.append(axisLabel,
-    svg("line", { class: "axis", x1: left, x2: left, y1: top, y2: height - bottom }),
-    svg("line", { class: "axis", x1: left, x2: width - right, y1: height - bottom, y2: height - bottom }));
-  for (const [cls, , points] of series) {
-    chart.append(svg("polyline", { class: cls, points: points.map(([x, y]) => `${px(x)},${py(y)}`).join(" ") }));
+  const chart = plot({
+    x: [x0, x1], y: [y0, y1], xTicks: xTicks.filter((_, i) => i % every === 0), xTitle: "step (epoch)",
+    yDigits: y1 - y0 < 0.1 ? 3 : 2, label: `${metric} per step`,
     // A dot per epoch: a one-epoch run has no line to draw, only its point.
-    for (const [x, y] of points) chart.append(svg("circle", { class: `${cls} point`, cx: px(x), cy: py(y), r: 2.5 }));
-  }
+    lines: series.map(([cls, , points]) => ({ cls, points, dots: true })),
+  });
   const legend = el("div", { class: "legend" }, ...series.map(([cls, name]) =>
     el("span", {}, el("span", { class: "key", style: `background: ${cls === "train" ? "var(--accent)" : "#e0762b"}` }), name)));
   return el("div", {}, chart, legend);
+}
+
+// One SVG chart: lines of [x, y] points in a box, with grid, tick labels and axis titles.
+function plot({ x: [x0, x1], y: [y0, y1], xTicks, yTicks, xTitle, yTitle, yDigits = 2, label, lines }) {
+  const width = 460, height = 230, left = 52, right = 12, top = 10, bottom = 34;
+  const px = (x) => left + (x - x0) / (x1 - x0) * (width - left - right);
+  const py = (y) => top + (1 - (y - y0) / (y1 - y0)) * (height - top - bottom);
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
+  for (const y of yTicks || [0, 1, 2, 3, 4].map((i) => y0 + (y1 - y0) * i / 4)) {
+    chart.append(svg("line", { class: "grid", x1: left, x2: width - right, y1: py(y), y2: py(y) }));
+    const text = svg("text", { x: left - 6, y: py(y) + 4, "text-anchor": "end" });
+    text.textContent = y.toFixed(yDigits);
+    chart.append(text);
+  }
+  for (const x of xTicks) {
+    const text = svg("text", { x: px(x), y: height - bottom + 15, "text-anchor": "middle" });
+    text.textContent = String(x);
+    chart.append(text);
+  }
+  const xLabel = svg("text", { x: (left + width - right) / 2, y: height - 4, "text-anchor": "middle" });
+  xLabel.textContent = xTitle;
+  chart.append(xLabel,
+    svg("line", { class: "axis", x1: left, x2: left, y1: top, y2: height - bottom }),
+    svg("line", { class: "axis", x1: left, x2: width - right, y1: height - bottom, y2: height - bottom }));
+  if (yTitle) {
+    const middle = (top + height - bottom) / 2;
+    const yLabel = svg("text", { x: 10, y: middle, "text-anchor": "middle", transform: `rotate(-90 10 ${middle})` });
+    yLabel.textContent = yTitle;
+    chart.append(yLabel);
+  }
+  for (const { cls, color, points, dots, dashed } of lines) {
+    const style = color ? { stroke: color, fill: "none", "stroke-width": 1.5, ...(dashed ? { "stroke-dasharray": "5 3" } : {}) } : {};
+    chart.append(svg("polyline", { class: cls || "", ...style, points: points.map(([x, y]) => `${px(x)},${py(y)}`).join(" ") }));
+    if (dots) for (const [x, y] of points) chart.append(svg("circle", { class: `${cls} point`, cx: px(x), cy: py(y), r: 2.5 }));
+  }
+  return chart;
+}
+
+// The evaluate stage's plot data, the same files `dvc plots` draws: the page draws them itself
+// (inline SVG, nothing from a CDN), so each is drawn from one set of numbers.
+
+const CLASS_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+const ROC = { x: "fpr", y: "tpr", xTitle: "false positive rate", yTitle: "true positive rate", score: "roc_auc", name: "AUC", diagonal: [[0, 0], [1, 1]] };
+const PR = { x: "recall", y: "precision", xTitle: "recall", yTitle: "precision", score: "average_precision", name: "AP" };
+const UNIT_TICKS = [0, 0.25, 0.5, 0.75, 1];
+
+function loadingSlot(load, render) {
+  const slot = el("div", { class: "chart" }, el("p", { class: "status busy", text: "loading" }));
+  load().then((data) => slot.replaceChildren(data ? render(data) : notAvailable()))
+    .catch(() => slot.replaceChildren(notAvailable()));
+  return slot;
+}
+
+async function readData(url, parse) {
+  const response = await fetch(url);
+  return response.ok ? parse(await response.text()) : null;
+}
+
+function classCurves(url, kind, metrics) {
+  if (!url) return notAvailable();
+  return loadingSlot(() => readData(url, JSON.parse), (points) => {
+    const byClass = new Map();
+    for (const p of points) {
+      if (!byClass.has(p.curve)) byClass.set(p.curve, []);
+      byClass.get(p.curve).push([p[kind.x], p[kind.y]]);
+    }
+    const names = [...byClass.keys()];
+    const color = (i) => CLASS_COLORS[i % CLASS_COLORS.length];
+    const lines = names.map((name, i) => ({ color: color(i), points: byClass.get(name), dashed: name.endsWith("-average") }));
+    if (kind.diagonal) lines.unshift({ cls: "reference", points: kind.diagonal });
+    const perClass = (metrics && metrics.per_class) || {};
+    const scoreOf = (name) => { // a class's own, or "micro-average" -> metrics.roc_auc_micro
+      const average = /^(micro|macro)-average$/.exec(name);
+      return average ? metrics && metrics[`${kind.score}_${average[1]}`] : perClass[name] && perClass[name][kind.score];
+    };
+    const legend = el("div", { class: "legend wrap" }, ...names.map((name, i) => {
+      const score = scoreOf(name);
+      return el("span", {}, el("span", { class: "key", style: `background: ${color(i)}` }),
+        typeof score === "number" ? `${name} (${kind.name} ${formatNumber(score)})` : name);
+    }));
+    return el("div", {}, plot({ x: [0, 1], y: [0, 1], xTicks: UNIT_TICKS, yTicks: UNIT_TICKS, xTitle: kind.xTitle,
+      yTitle: kind.yTitle, label: `${kind.yTitle} against ${kind.xTitle}, one line per class`, lines }), legend);
+  });
+}
+
+function reliabilityChart(url, metrics) {
+  return loadingSlot(() => readData(url, JSON.parse), (rows) => {
+    const points = rows.map((r) => [r.confidence, r.accuracy]);
+    const ece = metrics && metrics.expected_calibration_error;
+    return el("div", {},
+      plot({ x: [0, 1], y: [0, 1], xTicks: UNIT_TICKS, yTicks: UNIT_TICKS, xTitle: "confidence", yTitle: "accuracy",
+        label: "accuracy against confidence, per bin", lines: [{ cls: "reference", points: [[0, 0], [1, 1]] },
+          { cls: "train", points, dots: true }] }),
+      el("p", { class: "source", text: typeof ece === "number" ? `expected calibration error ${ece.toFixed(3)}; the diagonal is perfect calibration` : "the diagonal is perfect calibration" }));
+  });
+}
+
+function csvFields(line) { // a class name with a comma comes quoted, as pandas writes it
+  const fields = [];
+  let field = "", quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (quoted && c === '"' && line[i + 1] === '"') { field += '"'; i++; }
+    else if (c === '"') quoted = !quoted;
+    else if (c === "," && !quoted) { fields.push(field); field = ""; }
+    else field += c;
+  }
+  fields.push(field);
+  return fields;
+}
+
+// confusion.csv: one row per test image (actual,predicted), as DVC's confusion template reads it.
+function confusionSection(url, classes) {
+  if (!url) return notAvailable();
+  return loadingSlot(() => readData(url, (text) => text.trim().split(/\r?\n/).slice(1).map(csvFields)), (rows) => {
+    const index = new Map(classes.map((c, i) => [c, i]));
+    const counts = classes.map(() => classes.map(() => 0));
+    for (const [actual, predicted] of rows) {
+      if (index.has(actual) && index.has(predicted)) counts[index.get(actual)][index.get(predicted)] += 1;
+    }
+    const header = el("tr", {}, el("th", { text: "actual \\ predicted" }), ...classes.map((c) => el("th", { class: "num", text: c })));
+    const body = counts.map((row, i) => {
+      const total = row.reduce((a, b) => a + b, 0) || 1;
+      return el("tr", {}, el("th", { text: classes[i] }), ...row.map((n, j) => el("td", {
+        class: `num ${i === j ? "diagonal" : ""}`, text: String(n),
+        style: n ? `background: rgba(${i === j ? "47, 111, 235" : "224, 118, 43"}, ${(0.12 + 0.75 * n / total).toFixed(2)})` : "",
+      })));
+    });
+    return el("div", { class: "scroll" }, el("table", { class: "matrix confusion" }, header, ...body));
+  });
 }
 
 init();

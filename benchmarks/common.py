@@ -43,6 +43,13 @@ def write_result(path: Path, result: dict) -> None:
     print(f"written to {path}", flush=True)
 
 
+def size_bytes(path: Path) -> int:
+    """A file's size, or the total of a folder's files (a SavedModel)."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
 def child_env(**extra: str) -> dict:
     """This environment with the repository on PYTHONPATH, for a child that imports imagerec or a
     stage from another working directory."""

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from common import RESULTS as RESULTS_DIR
-from common import machine, write_result
+from common import machine, size_bytes, write_result
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
@@ -55,7 +55,7 @@ def main() -> None:
             path = Path("exports") / dataset / name
             if path.exists():
                 results["latency"][dataset][fmt] = {**latency_ms(inference.load_exported(fmt, path, threads=1), images),
-                                                    "size_bytes": export.size_bytes(path)}
+                                                    "size_bytes": size_bytes(path)}
                 print(dataset, fmt, results["latency"][dataset][fmt], flush=True)
     write_result(RESULTS, results)
 

@@ -1,4 +1,6 @@
 """export: every format is written, runs, and agrees with the Keras model it came from."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -24,14 +26,18 @@ def test_images():
     return fixtures.pattern_images(labels, 28, 1, seed=5).astype(np.float32), labels
 
 
+def size_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+
+
 def test_every_format_is_written_beside_a_loadable_model_directory(exported):
     written, out = exported
     assert set(written) == {"keras", *FORMATS}
     for path in written.values():
-        assert export.size_bytes(path) > 0
+        assert size_bytes(path) > 0
     model, card = inference.load(out)  # the export directory is a model directory itself
     assert card["classes"] == fixtures.TINY_CLASSES
-    assert export.size_bytes(written["tflite_dynamic_range"]) < export.size_bytes(written["tflite_float32"])
+    assert size_bytes(written["tflite_dynamic_range"]) < size_bytes(written["tflite_float32"])
 
 
 def test_float_exports_give_the_keras_probabilities(exported, test_images):

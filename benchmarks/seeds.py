@@ -80,6 +80,11 @@ def main() -> int:
     # runs already in the results file are kept, so a run cut short is continued, not repeated
     result = json.loads(args.results.read_text()) if args.results.exists() else {"datasets": {}}
     result["command"] = "python benchmarks/seeds.py " + " ".join(sys.argv[1:])
+    for dataset, entry in result["datasets"].items():  # runs recorded before runs recorded their machine
+        for run in entry["runs"]:
+            if run.get("environment") is None:
+                ref = "HEAD" if run["from"].startswith("committed") else run["from"]
+                run["environment"] = read_at(ref, f"plots/{dataset}/train/metrics.json").get("environment")
     for dataset in args.datasets:
         if dataset not in result["datasets"]:
             committed = run_row(dataset, "HEAD", committed_seed(dataset))

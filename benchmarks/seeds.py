@@ -101,6 +101,8 @@ def main() -> int:
             entry["runs"].append(run_row(dataset, ref, seed))
             entry["spread"] = spread(entry["runs"])
             write_result(args.results, result)
+    if not args.dry_run:
+        write_result(args.results, result)
     print(table(result))
     machines = {json.dumps(run["environment"], sort_keys=True) for entry in result["datasets"].values()
                 for run in entry["runs"]}

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from .errors import ImagerecError
-from .files import read_json, write_json
+from .files import read_json
 
 SPLITS = ("train", "val", "test")
 CHUNK_BYTES = 16 * 2**20  # rows moved or summed at a time
@@ -135,14 +135,6 @@ class RowFile:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-
-
-def save(prepared: Prepared, out_dir: Path) -> None:
-    """Write an in-memory Prepared in the layout `prepare` writes and `load` reads."""
-    for split, data in prepared.splits.items():
-        np.save(out_dir / f"{split}_images.npy", data.images, allow_pickle=False)
-        np.save(out_dir / f"{split}_labels.npy", data.labels, allow_pickle=False)
-    write_json(out_dir / "classes.json", prepared.classes)
 
 
 def load(prepared_dir: Path, splits=SPLITS) -> Prepared:

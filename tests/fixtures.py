@@ -246,3 +246,13 @@ def shade_image(label: int, size: int = 16, mode: str = "RGB", fmt: str = "PNG",
     buffer = io.BytesIO()
     Image.new(mode, (size, height or size), colour).save(buffer, fmt)
     return buffer.getvalue()
+
+
+def save_prepared(prepared, out_dir: Path) -> None:
+    """An in-memory datasets.Prepared written in the layout preprocess writes and datasets.load reads."""
+    from imagerec.files import write_json
+
+    for split, data in prepared.splits.items():
+        np.save(out_dir / f"{split}_images.npy", data.images, allow_pickle=False)
+        np.save(out_dir / f"{split}_labels.npy", data.labels, allow_pickle=False)
+    write_json(out_dir / "classes.json", prepared.classes)

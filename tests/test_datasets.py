@@ -20,7 +20,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fixtures import (CIFAR_CLASSES, ODD_PHOTO_OUTCOMES, encode, image_folder_files,  # noqa: E402
-                      make_mnist_npz, odd_photo_files, pattern_images, write_archive)
+                      make_mnist_npz, odd_photo_files, pattern_images, save_prepared, write_archive)
 
 from imagerec import archives, datasets, images, layouts, params, sources  # noqa: E402
 from imagerec.archives import ArchiveError  # noqa: E402
@@ -211,7 +211,7 @@ def test_npz_is_prepared_into_memory_mapped_files_that_save_and_load_round_trip(
                                                      for split, data in prepared.splits.items()})
     again = tmp_path / "saved"
     again.mkdir()
-    datasets.save(in_memory, again)
+    save_prepared(in_memory, again)
     loaded = datasets.load(again)
     assert loaded.classes == DIGITS
     for split in datasets.SPLITS:

@@ -165,7 +165,7 @@ def write_stage_inputs(work: Path, strategy: str) -> None:
     params.write_stage_configs(params.load("mnist", work / "params.yaml"), work / "config")
     prepared = work / "data" / "prepared"
     prepared.mkdir(parents=True)
-    datasets.save(datasets.Prepared(CLASSES, {"train": pattern_split(24, 28, seed=0), "val": pattern_split(8, 28, seed=1),
+    fixtures.save_prepared(datasets.Prepared(CLASSES, {"train": pattern_split(24, 28, seed=0), "val": pattern_split(8, 28, seed=1),
                                               "test": pattern_split(8, 28, seed=2)}), prepared)
     (work / "data" / "augmented").mkdir()
     (work / "data" / "augmented" / "policy.json").write_text(json.dumps(

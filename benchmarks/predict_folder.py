@@ -17,13 +17,12 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, child_env, run_measured, write_result
+from common import RESULTS, child_env, offline_images_per_second, run_measured, write_result
 from imagerec import images, inference, modelcard
 from imagerec.cli import read_image_file
 
@@ -60,10 +59,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="imagerec-predict-") as folder:
         files = copy_photos(args.photos, args.images, Path(folder))
         pixels = np.stack([classifier.decode(read_image_file(path)) for path in files])
-        inference.predict(classifier.run, pixels[:32], 32)  # warm-up
-        started = time.perf_counter()
-        inference.predict(classifier.run, pixels, 32)
-        offline = len(pixels) / (time.perf_counter() - started)
+        offline = offline_images_per_second(classifier, pixels)
         del pixels
         print(f"offline ({classifier.format}): {offline:.1f} images/s", flush=True)
         run = run_measured([sys.executable, "-m", "imagerec.cli", "predict", str(args.model), folder, "--json",

@@ -26,7 +26,7 @@ import numpy as np
 import requests
 from PIL import Image
 
-from common import RESULTS, write_result
+from common import RESULTS, offline_images_per_second, write_result
 from imagerec import inference, modelcard, serve
 from imagerec.training import environment
 
@@ -43,13 +43,6 @@ def png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image.squeeze()).save(buffer, "PNG")
     return buffer.getvalue()
-
-
-def offline_images_per_second(classifier: inference.Classifier, images: np.ndarray) -> float:
-    inference.predict(classifier.run, images[:32], 32)  # warm-up
-    started = time.perf_counter()
-    inference.predict(classifier.run, images, 32)
-    return len(images) / (time.perf_counter() - started)
 
 
 def load(url: str, uploads: list[bytes], requests_count: int, clients: int) -> dict:

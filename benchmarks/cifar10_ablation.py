@@ -1,24 +1,33 @@
-"""The CIFAR-10 ablation: what batch norm, augmentation, the schedule, random erasing and
-test-time augmentation each add to a CNN of the same shape.
+"""The CIFAR-10 ablations: what each lever adds to a CNN of the same shape, one cumulative row
+per lever. Two ladders:
 
-    python benchmarks/cifar10_ablation.py [--images-per-class 1000] [--epochs 10]
-                                          [--batch-norm-momentum 0.9] [--dry-run]
+- `recipe` (the default): batch norm, augmentation, the schedule, random erasing and test-time
+  augmentation, on top of params.yaml's cifar10 recipe; the last row is that recipe itself.
+- `airbench`: issue 18's levers in airbench's order (arXiv:2404.00498, KellerJordan/cifar10-zoo):
+  a baseline with Nesterov SGD, flip + 2-pixel shifts and flip TTA, then + the frozen
+  patch-whitening layer, + identity initialisation, + batch norm without weights and with 64x
+  faster offsets, + weight averaging (lookahead), + multi-crop TTA, + the alternating flip.
+  Its hyperparameters are airbench's, translated to Keras (see AIRBENCH_BASE). An extra first
+  row runs params.yaml's recipe at the same budget, for comparison.
 
-Each row is one `dvc exp run --temp -n NAME -S ... evaluate@cifar10` on top of params.yaml; the
-rows are cumulative: the baseline switches every lever off, each later row switches one more
-back on, and the last row is params.yaml's cifar10 recipe itself. All rows share a smaller
-budget than the default run (`preprocess.max_per_class` training images per class, `epochs`;
-500 and 10 took 20 minutes on two cores); the validation and test splits stay whole (CIFAR-10
-has 500 validation and 1,000 test images per class). A short run also needs batch norm's moving
-statistics to follow the weights sooner (`model.batch_norm_momentum`, 0.9 instead of params.yaml's
-0.99): with 0.99 and 200 steps, validation accuracy stayed at chance in every row with batch
-norm. Every row trains its own model, the TTA row too: DVC's run cache cannot restore these
-stages, whose plot outputs are not cached.
+    python benchmarks/cifar10_ablation.py [--ladder recipe|airbench] [--images-per-class N]
+        [--epochs E] [--batch-size B] [--batch-norm-momentum M] [--rows I ...] [--dry-run]
+
+Each row is one `dvc exp run --temp -n NAME -S ... evaluate@cifar10` on top of params.yaml. The
+budget is `preprocess.max_per_class` training images per class (0: all) and `epochs`; the
+validation and test splits stay whole (CIFAR-10 has 500 validation and 1,000 test images per
+class). The recipe ladder's default budget (500 and 10, 20 minutes on two cores) also needs
+batch norm's moving statistics to follow the weights sooner (`--batch-norm-momentum`, 0.9
+instead of params.yaml's 0.99): with 0.99 and 200 steps, validation accuracy stayed at chance in
+every row with batch norm. The airbench ladder sets airbench's 0.6 itself. Every row trains its
+own model, the TTA row too: DVC's run cache cannot restore these stages, whose plot outputs are
+not cached.
 
 For every row, reads from its experiment's commit: test accuracy (metrics/cifar10.json), the
 last epoch's validation accuracy and the training seconds (plots/cifar10/train/metrics.json).
-Writes benchmarks/results/cifar10_ablation.json and prints the README's table. --dry-run prints
-the commands only.
+Rows already in the results file with the same settings are kept, not rerun, so `--rows` can
+run a ladder a few rows at a time. Writes benchmarks/results/cifar10_ablation.json (recipe) or
+cifar10_ablation_airbench.json and prints the table. --dry-run prints the commands only.
 """
 import argparse
 import sys
@@ -26,67 +35,123 @@ import sys
 from common import RESULTS as RESULTS_DIR
 from common import read_at, run_experiment, write_result
 
-RESULTS = RESULTS_DIR / "cifar10_ablation.json"
+import json
+
+RESULT_FILES = {"recipe": RESULTS_DIR / "cifar10_ablation.json", "airbench": RESULTS_DIR / "cifar10_ablation_airbench.json"}
+C = "datasets.cifar10."
 
 # (row label, the overrides that switch this lever off); a row switches off its own lever's
 # successors, so row 0 has every lever off and the last row has none.
-LEVERS = [
-    ("+ batch norm", ["datasets.cifar10.model.batch_norm=false"]),
-    ("+ augmentation: flips, 4-pixel shifts", ["datasets.cifar10.augment.enabled=false"]),
+RECIPE_LEVERS = [
+    ("+ batch norm", [C + "model.batch_norm=false"]),
+    ("+ augmentation: flips, 4-pixel shifts", [C + "augment.enabled=false"]),
     ("+ schedule: warm-up + cosine, AdamW, label smoothing",
-     ["datasets.cifar10.train.schedule=constant", "datasets.cifar10.train.warmup_epochs=0",
-      "datasets.cifar10.train.weight_decay=0", "datasets.cifar10.train.label_smoothing=0"]),
-    ("+ random erasing", ["datasets.cifar10.augment.erasing=0"]),
-    ("+ test-time augmentation: flips and 1-pixel shifts", ["datasets.cifar10.evaluate.tta=none"]),
+     [C + "train.schedule=constant", C + "train.warmup_epochs=0", C + "train.weight_decay=0",
+      C + "train.label_smoothing=0"]),
+    ("+ random erasing", [C + "augment.erasing=0"]),
+    ("+ test-time augmentation: flips and 1-pixel shifts", [C + "evaluate.tta=none"]),
 ]
 
 
-def rows(images_per_class: int, epochs: int, batch_norm_momentum: float) -> list[dict]:
-    budget = [f"datasets.cifar10.preprocess.max_per_class={images_per_class}",
-              f"datasets.cifar10.train.epochs={epochs}",
-              f"datasets.cifar10.model.batch_norm_momentum={batch_norm_momentum}"]
-    labels = ["baseline CNN"] + [label for label, _ in LEVERS]
+def airbench_base(batch_size: int) -> list[str]:
+    """airbench94's hyperparameters in Keras' terms. Its learning rate, 11.5 per 1,024 examples
+    in "decoupled" form, is 11.5 / (1 + 1 / (1 - momentum)) = 1.5 for a mean loss over a batch of
+    1,024, and scales with the batch. Its weight decay takes 0.0133 of each weight per step at
+    the peak rate (0.0153 per 1,024 examples, through Nesterov momentum of 0.85); Keras' SGD
+    decays by learning_rate x weight_decay, so 0.009. Its schedule (a triangle peaking at 23%)
+    becomes one warm-up epoch and cosine decay; its head (no bias, logits x 1/9) stays Keras'."""
+    return [C + "train.optimizer=sgd_nesterov", C + "train.momentum=0.85",
+            C + f"train.learning_rate={1.5 * batch_size / 1024:g}", C + f"train.batch_size={batch_size}",
+            C + "train.weight_decay=0.009", C + "train.label_smoothing=0.2", C + "train.schedule=cosine",
+            C + "train.warmup_epochs=1", C + "train.early_stopping_patience=0",
+            C + "model.batch_norm_momentum=0.6", C + "model.activation=gelu", C + "model.dropout=0.0",
+            C + "augment.flip=horizontal", C + "augment.translation=0.0625", C + "augment.erasing=0",
+            C + "evaluate.tta=flip"]
+
+
+# (row label, the overrides that switch this lever on): cumulative from the baseline.
+AIRBENCH_LEVERS = [
+    ("+ frozen patch-whitening first layer (2x2)", [C + "model.whitening_patch=2"]),
+    ("+ identity (dirac) initialisation", [C + "model.dirac_init=true"]),
+    ("+ batch norm offsets at 64x the learning rate, no batch norm weights",
+     [C + "model.batch_norm_scale=false", C + "model.batch_norm_bias_multiplier=8"]),
+    ("+ weight averaging (lookahead, every 5 steps from epoch 3)",
+     ["++" + C + "train.lookahead={every_steps: 5, start_epochs: 3, decay: 0.95}"]),
+    ("+ multi-crop test-time augmentation (flips and 1-pixel shifts)", [C + "evaluate.tta=flip_translate"]),
+    ("+ alternating flip", [C + "augment.flip=horizontal_alternating"]),
+]
+
+
+def rows(ladder: str, images_per_class: int, epochs: int, batch_size: int, batch_norm_momentum: float) -> list[dict]:
+    budget = [C + f"preprocess.max_per_class={images_per_class}", C + f"train.epochs={epochs}"]
     out = []
-    for index, label in enumerate(labels):
-        off = [setting for _, settings in LEVERS[index:] for setting in settings]
-        out.append({"row": label, "name": f"cifar10-ablation-{index}", "settings": budget + off})
+    if ladder == "recipe":
+        budget.append(C + f"model.batch_norm_momentum={batch_norm_momentum}")
+        for index, label in enumerate(["baseline CNN"] + [label for label, _ in RECIPE_LEVERS]):
+            off = [setting for _, settings in RECIPE_LEVERS[index:] for setting in settings]
+            out.append({"row": label, "name": f"cifar10-ablation-{index}", "settings": budget + off})
+        return out
+    out.append({"row": "params.yaml's cifar10 recipe (AdamW), same budget", "name": "cifar10-airbench-recipe",
+                "settings": budget})
+    on = budget + airbench_base(batch_size)
+    for index, (label, settings) in enumerate([("baseline: Nesterov SGD, flip + 2-pixel shifts, flip TTA", [])]
+                                              + AIRBENCH_LEVERS):
+        on = on + settings
+        out.append({"row": label, "name": f"cifar10-airbench-{index}", "settings": on})
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images-per-class", type=int, default=1000)
+    parser.add_argument("--ladder", choices=sorted(RESULT_FILES), default="recipe")
+    parser.add_argument("--images-per-class", type=int, default=None, help="0: all (default: 500 recipe, 0 airbench)")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-norm-momentum", type=float, default=0.9)
+    parser.add_argument("--batch-size", type=int, default=1024, help="airbench ladder only")
+    parser.add_argument("--batch-norm-momentum", type=float, default=0.9, help="recipe ladder only")
+    parser.add_argument("--rows", type=int, nargs="+", help="run only these rows (by index)")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
+    if args.images_per_class is None:
+        args.images_per_class = 500 if args.ladder == "recipe" else 0
+    results = RESULT_FILES[args.ladder]
 
-    table = rows(args.images_per_class, args.epochs, args.batch_norm_momentum)
-    for row in table:
+    table = rows(args.ladder, args.images_per_class, args.epochs, args.batch_size, args.batch_norm_momentum)
+    previous = json.loads(results.read_text())["rows"] if results.exists() and not args.dry_run else []
+    done = {row["command"]: row for row in previous if "test_accuracy" in row}
+    for index, row in enumerate(table):
         row["command"] = " ".join(["dvc", "exp", "run", "--temp", "-n", row["name"],
-                                   *(f"-S {setting}" for setting in row["settings"]), "evaluate@cifar10"])
+                                   *(f"-S '{setting}'" for setting in row["settings"]), "evaluate@cifar10"])
+        if row["command"] in done:
+            row.update(done[row["command"]])
         if args.dry_run:
             print(row["command"])
+        if args.dry_run or row["command"] in done or (args.rows and index not in args.rows):
             continue
-        ref = run_experiment(row.pop("name"), row.pop("settings"), "evaluate@cifar10")
+        ref = run_experiment(row["name"], row["settings"], "evaluate@cifar10")
         summary = read_at(ref, "plots/cifar10/train/metrics.json")
         row.update(test_accuracy=read_at(ref, "metrics/cifar10.json")["accuracy"],
                    last_val_accuracy=round(summary["eval"]["accuracy"], 4),
                    epochs_run=summary["step"] + 1,  # the summary's step is the last epoch's, from 0
-                   train_seconds=summary["train_seconds"])
+                   train_seconds=summary["train_seconds"], environment=summary.get("environment"))
+        write_result(results, {"ladder": args.ladder, "budget": budget(args), "rows": table})  # after every row
     if args.dry_run:
         return 0
-
-    write_result(RESULTS, {
-        "budget": {"images_per_class": args.images_per_class, "epochs": args.epochs,
-                   "batch_norm_momentum": args.batch_norm_momentum},
-        "rows": table,
-    })
+    write_result(results, {"ladder": args.ladder, "budget": budget(args), "rows": table})
     print("\n| row | test accuracy | val accuracy (last epoch) | train time |\n|---|---:|---:|---:|")
     for row in table:
-        print(f"| {row['row']} | {100 * row['test_accuracy']:.2f}% | {100 * row['last_val_accuracy']:.2f}% "
-              f"| {row['train_seconds'] / 60:.1f} min |")
+        if "test_accuracy" in row:
+            print(f"| {row['row']} | {100 * row['test_accuracy']:.2f}% | {100 * row['last_val_accuracy']:.2f}% "
+                  f"| {row['train_seconds'] / 60:.1f} min |")
     return 0
+
+
+def budget(args) -> dict:
+    out = {"images_per_class": args.images_per_class, "epochs": args.epochs}
+    if args.ladder == "recipe":
+        out["batch_norm_momentum"] = args.batch_norm_momentum
+    else:
+        out["batch_size"] = args.batch_size
+    return out
 
 
 if __name__ == "__main__":

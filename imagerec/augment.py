@@ -23,15 +23,29 @@ def policy_from_params(augment) -> dict:
     return {"enabled": True, "fill_mode": augment.fill_mode, "interpolation": augment.interpolation, "ops": ops}
 
 
-def build_layers(policy: dict, seed: int):
-    """The policy as a Keras Sequential of random layers (identity when disabled)."""
+ALTERNATING_FLIP = "horizontal_alternating"
+
+
+def alternating_flip(policy: dict) -> bool:
+    """Whether the policy mirrors each image every other epoch: the input pipeline does that
+    (training.input_pipeline), as it alone knows which image and epoch a batch holds."""
+    return {"op": "flip", "mode": ALTERNATING_FLIP} in policy["ops"]
+
+
+def build_layers(policy: dict, seed: int, preview: bool = False):
+    """The policy as a Keras Sequential of random layers (identity when disabled). The
+    alternating flip is no layer; a `preview` shows it as a random horizontal flip, which mirrors
+    as many images, just not in turn."""
     import keras
 
     layers = []
     resample = {"fill_mode": policy["fill_mode"], "interpolation": policy["interpolation"]}
     for i, op in enumerate(policy["ops"]):
         op_seed = seed + i  # each layer its own stream, all fixed by the dataset seed
-        if op["op"] == "flip":
+        if op == {"op": "flip", "mode": ALTERNATING_FLIP}:
+            if preview:
+                layers.append(keras.layers.RandomFlip("horizontal", seed=op_seed))
+        elif op["op"] == "flip":
             layers.append(keras.layers.RandomFlip(op["mode"], seed=op_seed))
         elif op["op"] == "rotation":
             layers.append(keras.layers.RandomRotation(op["factor"], **resample, seed=op_seed))
@@ -51,7 +65,7 @@ def build_layers(policy: dict, seed: int):
 
 def preview(images: np.ndarray, policy: dict, seed: int, variants: int = 4) -> np.ndarray:
     """(N, variants + 1, H, W, C) uint8: each original followed by augmented versions."""
-    layers = build_layers(policy, seed)
+    layers = build_layers(policy, seed, preview=True)
     batch = images.astype("float32")
     if not layers.layers:  # augmentation off: every variant is the original (Keras cannot call an empty Sequential)
         return np.repeat(images[:, None], variants + 1, axis=1).astype(np.uint8)

@@ -5,28 +5,57 @@ from functools import partial
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 
 
 def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_units, dropout, pooling="flatten",
-        batch_norm_momentum=0.99):
+        batch_norm_momentum=0.99, activation="relu", whitening_patch=0, dirac_init=False, batch_norm_scale=True,
+        batch_norm_bias_multiplier=1.0, whitening_images=None):
     """A CNN from scratch: per block, a 3x3 convolution, 2x2 max pooling, then the block's other
     3x3 convolutions at half the size (pooling early spares the later convolutions three
-    quarters of their work, airbench's layout); batch norm and ReLU after every convolution.
-    The head flattens the last feature map, or takes each channel's maximum (global_max).
+    quarters of their work, airbench's layout); batch norm and the activation after every
+    convolution. The head flattens the last feature map, or takes each channel's maximum
+    (global_max).
 
     batch_norm_momentum is Keras' (the weight of the old moving statistics): lower values
-    follow the training weights sooner, which a short run needs."""
+    follow the training weights sooner, which a short run needs. airbench's levers (issue 18,
+    each off by default):
+    - whitening_patch: a frozen first convolution that whitens the image's patches of this side
+      (whitening_weights, from `whitening_images`), with no batch norm after it;
+    - dirac_init: every block convolution starts as the identity on its input channels;
+    - batch_norm_scale=False: batch norm without its per-channel weight;
+    - batch_norm_bias_multiplier m: batch norm's offset is m times a trained variable (Offset),
+      which multiplies the offset's learning rate by m**2 under SGD (8: airbench's 64x)."""
     inputs = keras.Input(input_shape)
     x = layers.Rescaling(1 / 255)(inputs)
+    if whitening_patch:
+        channels = 2 * whitening_patch ** 2 * input_shape[-1]
+        # Frozen; its bias, which centres the patches, goes on learning (a layer of its own, since a
+        # variable's trainable flag is not saved, a layer's is).
+        whitening = layers.Conv2D(channels, whitening_patch, use_bias=False, trainable=False, name="whitening")
+        centring = Offset(1.0, name="whitening_bias")
+        x = centring(whitening(x))
+        if whitening_images is not None:
+            kernel, bias = whitening_weights(whitening_images, whitening_patch)
+            whitening.set_weights([kernel])
+            centring.set_weights([bias])
+        x = layers.ReLU()(x) if activation == "relu" else layers.Activation(activation)(x)
     for width in filters:
         for i in range(convs_per_block):
-            x = layers.Conv2D(width, 3, padding="same", use_bias=not batch_norm)(x)
+            conv = layers.Conv2D(width, 3, padding="same", use_bias=not batch_norm)
+            x = conv(x)
+            if dirac_init:
+                conv.kernel.assign(dirac(conv.kernel.numpy()))
             if i == 0:
                 x = layers.MaxPooling2D()(x)
             if batch_norm:
-                x = layers.BatchNormalization(momentum=batch_norm_momentum)(x)
-            x = layers.ReLU()(x)
+                separate_offset = batch_norm_bias_multiplier != 1
+                x = layers.BatchNormalization(momentum=batch_norm_momentum, scale=batch_norm_scale,
+                                              center=not separate_offset)(x)
+                if separate_offset:
+                    x = Offset(batch_norm_bias_multiplier)(x)
+            x = layers.ReLU()(x) if activation == "relu" else layers.Activation(activation)(x)
     x = {"flatten": layers.Flatten, "global_max": layers.GlobalMaxPooling2D}[pooling]()(x)
     if dense_units:
         x = layers.Dropout(dropout)(x)
@@ -34,6 +63,64 @@ def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_un
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="cnn")
+
+
+def whitening_weights(images, patch: int, eps: float = 5e-4, chunk: int = 500):
+    """airbench's whitening layer for uint8 `images` (N, H, W, C): the kernel is the
+    eigenvectors of the patches' covariance, each divided by the square root of its eigenvalue,
+    once as it is and once negated (a ReLU or GELU after it keeps both signs); the patches are
+    those of images scaled to 0..1 and standardised per channel. The standardisation is folded
+    into the kernel and the bias, so the layer takes the 0..1 pixels the model has."""
+    images = np.asarray(images)
+    channels = images.shape[-1]
+    pixels = images.reshape(-1, channels).astype(np.float64) / 255
+    mean, std = pixels.mean(axis=0), pixels.std(axis=0) + 1e-8
+    size = patch * patch * channels
+    second_moment, count = np.zeros((size, size)), 0
+    for start in range(0, len(images), chunk):  # the patches of every image at once would not fit
+        x = (images[start:start + chunk].astype(np.float32) / 255 - mean) / std
+        windows = np.lib.stride_tricks.sliding_window_view(x, (patch, patch), axis=(1, 2))
+        # (n, rows, cols, C, kh, kw) -> rows in the kernel's own order (kh, kw, C)
+        flat = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, size).astype(np.float64)
+        second_moment += flat.T @ flat
+        count += len(flat)
+    values, vectors = np.linalg.eigh(second_moment / count)
+    scaled = vectors[:, ::-1] / np.sqrt(values[::-1] + eps)  # largest eigenvalue first
+    kernel = np.concatenate([scaled, -scaled], axis=1).reshape(patch, patch, channels, 2 * size)
+    kernel = kernel / std[None, None, :, None]
+    bias = -(kernel * mean[None, None, :, None]).sum(axis=(0, 1, 2))
+    return [kernel.astype(np.float32), bias.astype(np.float32)]
+
+
+def dirac(kernel):
+    """A (kh, kw, in, out) kernel whose first min(in, out) output channels copy their input
+    channel (the identity at the kernel's centre); the other output channels keep their values."""
+    kernel = np.array(kernel)
+    kh, kw, n_in, n_out = kernel.shape
+    n = min(n_in, n_out)
+    kernel[:, :, :, :n] = 0
+    kernel[kh // 2, kw // 2, np.arange(n), np.arange(n)] = 1
+    return kernel
+
+
+@keras.saving.register_keras_serializable(package="imagerec")
+class Offset(layers.Layer):
+    """A per-channel offset stored divided by `multiplier`: a gradient step moves the offset
+    multiplier**2 times as far under SGD (multiplier times under Adam), which gives batch norm's
+    offsets a larger learning rate than the other weights without an optimizer of its own."""
+
+    def __init__(self, multiplier: float, **kwargs):
+        super().__init__(**kwargs)
+        self.multiplier = float(multiplier)
+
+    def build(self, input_shape):
+        self.offset = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="offset")
+
+    def call(self, x):
+        return x + self.multiplier * self.offset
+
+    def get_config(self):
+        return {**super().get_config(), "multiplier": self.multiplier}
 
 
 @dataclass(frozen=True)
@@ -93,12 +180,14 @@ def unfreeze_top(model: keras.Model, layers_count: int) -> None:
 
 
 def build(model_params, input_shape, num_classes, weights: Path | None = None,
-          mixed_precision: bool = False) -> keras.Model:
+          mixed_precision: bool = False, whitening_images=None) -> keras.Model:
     """The model `model_params` names. mixed_precision: its layers compute in float16 and keep
-    float32 weights (Keras' mixed_float16 policy, a GPU speed-up); the output layer stays float32."""
+    float32 weights (Keras' mixed_float16 policy, a GPU speed-up); the output layer stays float32.
+    whitening_images: training images for a CNN's whitening layer (model.whitening_patch); without
+    them that layer keeps random weights, for a model whose weights are set afterwards."""
     settings = model_params.model_dump(exclude={"name", "pretrained"})
     transfers = {name: partial(transfer, weights=weights, backbone=name) for name in BACKBONES}
-    builder = {"cnn": cnn, **transfers}.get(model_params.name)
+    builder = {"cnn": partial(cnn, whitening_images=whitening_images), **transfers}.get(model_params.name)
     if builder is None:
         raise ValueError(f"unknown model {model_params.name!r}")
     # Layers take the global policy when they are built; the model keeps it after it is reset.

@@ -94,7 +94,9 @@ class Preprocess(_Section):
 
 class Augment(_Section):
     enabled: bool
-    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"]
+    # horizontal_alternating (airbench's): each image is mirrored in every other epoch, starting
+    # from a seeded coin flip, instead of by a new coin flip every epoch
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical", "horizontal_alternating"]
     rotation: float = Field(ge=0, le=0.5)  # fraction of a full turn, as keras.layers.RandomRotation
     zoom: float = Field(ge=0, lt=1)
     translation: float = Field(ge=0, lt=1)  # fraction of height/width
@@ -119,6 +121,19 @@ class CnnModel(_Section):
     pooling: Literal["flatten", "global_max"]  # how the head reads the last feature map
     dense_units: int = Field(ge=0)  # 0: no hidden dense layer
     dropout: float = Field(ge=0, lt=1)
+    # airbench's levers (docs/results.md, "The airbench levers"), each off by default:
+    activation: Literal["relu", "gelu"] = "relu"
+    whitening_patch: int = Field(default=0, ge=0, le=4)  # side of the frozen patch-whitening first layer; 0: none
+    dirac_init: bool = False  # block convolutions start as the identity on their input channels
+    batch_norm_scale: bool = True  # false: batch norm without its per-channel weight
+    # Batch norm's offset = this x a trained variable: SGD moves it this squared times faster (8: 64x).
+    batch_norm_bias_multiplier: float = Field(default=1.0, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _levers_need_batch_norm(self):
+        if not self.batch_norm and (not self.batch_norm_scale or self.batch_norm_bias_multiplier != 1):
+            raise ValueError("model.batch_norm_scale and model.batch_norm_bias_multiplier need model.batch_norm: true")
+        return self
 
 
 class PretrainedModel(_Section):
@@ -138,6 +153,15 @@ class FineTune(_Section):
     learning_rate: float = Field(gt=0, le=10)
 
 
+class Lookahead(_Section):
+    """airbench's weight averaging: from epoch `start_epochs` on, every `every_steps` steps the
+    weights are replaced by their exponential moving average, whose decay per step rises from 0
+    to `decay` as (step / last step) ** 3; each epoch ends on the average."""
+    every_steps: int = Field(ge=1)
+    start_epochs: int = Field(ge=0)
+    decay: float = Field(gt=0, lt=1)
+
+
 class Train(_Section):
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)  # per replica (see strategy)
@@ -146,6 +170,11 @@ class Train(_Section):
     warmup_epochs: int = Field(ge=0)  # cosine only: the rate rises linearly from 0 first
     weight_decay: float = Field(ge=0)
     label_smoothing: float = Field(ge=0, lt=1)
+    # adam: Adam, AdamW when weight_decay > 0 (decoupled, as a fraction per unit of learning rate);
+    # sgd_nesterov: SGD with Nesterov momentum and the same decoupled weight decay.
+    optimizer: Literal["adam", "sgd_nesterov"] = "adam"
+    momentum: float = Field(default=0.9, ge=0, lt=1)  # sgd_nesterov only
+    lookahead: Lookahead | None = None  # absent: no weight averaging
     early_stopping_patience: int = Field(ge=0)  # 0: no early stopping
     fine_tune: FineTune | None = None  # pretrained models only; absent: the base stays frozen
     strategy: Literal["default", "mirrored", "multi_worker"]  # tf.distribute; multi_worker reads TF_CONFIG

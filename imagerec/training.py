@@ -59,19 +59,30 @@ def set_seeds(seed: int, deterministic_ops: bool = True) -> None:
 
 
 def input_pipeline(split: Split, num_classes: int, batch_size: int, shuffle_seed: int | None = None,
-                   augmentation: keras.Model | None = None) -> tf.data.Dataset:
+                   augmentation: keras.Model | None = None, flip_epoch: tf.Variable | None = None) -> tf.data.Dataset:
     """Batches of (float32 pixels 0..255, one-hot labels), augmented if asked.
 
     The images are gathered batch by batch from the split's arrays (memory-mapped .npy files),
-    so memory holds a few batches, not the dataset, however large it is."""
-    images, labels = split.images, split.labels
+    so memory holds a few batches, not the dataset, however large it is.
 
-    def gather(index):
+    flip_epoch: the alternating flip (augment.alternating_flip): each image is mirrored when its
+    seeded coin flip differs from the parity of the epoch this variable holds (AlternatingFlip
+    sets it as each epoch begins, before Keras reads the epoch's first batch)."""
+    images, labels = split.images, split.labels
+    if flip_epoch is not None:
+        flipped_in_odd_epochs = np.random.default_rng(shuffle_seed).random(len(labels)) < 0.5
+
+    def gather(index, epoch):
         index = np.sort(index)  # sequential reads of the memory map; the batch's members stay random
-        return np.asarray(images[index]), np.asarray(labels[index], np.int64)
+        x = np.asarray(images[index])
+        if flip_epoch is not None:
+            mirror = flipped_in_odd_epochs[index] == bool(epoch % 2)
+            x[mirror] = x[mirror, :, ::-1]
+        return x, np.asarray(labels[index], np.int64)
 
     def to_tensors(index):
-        x, y = tf.numpy_function(gather, [index], (tf.uint8, tf.int64), stateful=False)
+        epoch = flip_epoch.value() if flip_epoch is not None else tf.constant(0, tf.int64)
+        x, y = tf.numpy_function(gather, [index, epoch], (tf.uint8, tf.int64), stateful=flip_epoch is not None)
         x.set_shape((None, *images.shape[1:]))
         y.set_shape((None,))
         return tf.cast(x, tf.float32), tf.one_hot(y, num_classes)
@@ -87,6 +98,47 @@ def input_pipeline(split: Split, num_classes: int, batch_size: int, shuffle_seed
     # Several workers each read their own share of the batches (there are no files to share out).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return data.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+class AlternatingFlip(keras.callbacks.Callback):
+    """Tells the input pipeline which epoch begins (input_pipeline's flip_epoch)."""
+
+    def __init__(self, epoch: tf.Variable):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+
+
+class Lookahead(keras.callbacks.Callback):
+    """airbench's weight averaging (params.Lookahead): from epoch `start_epochs` on, every
+    `every_steps` steps the average moves towards the weights (batch norm's moving statistics
+    included) and the weights are set to it; the decay per averaging, decay**every_steps, is
+    scaled by (step / total_steps)**3, so the average follows closely early and smooths at the
+    end. Each epoch's last step ends on the average, which validation and the saved model see."""
+
+    def __init__(self, every_steps: int, start_epochs: int, decay: float, steps_per_epoch: int, epochs: int):
+        super().__init__()
+        self.every_steps, self.start_epochs, self.decay = every_steps, start_epochs, decay
+        self.steps_per_epoch, self.total_steps = steps_per_epoch, steps_per_epoch * epochs
+        self.step, self.epoch, self.average = 0, 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        if self.epoch >= self.start_epochs and self.step % self.every_steps == 0:
+            weights = self.model.get_weights()
+            if self.average is None:
+                self.average = weights
+            else:
+                rho = self.decay ** self.every_steps * (self.step / self.total_steps) ** 3
+                self.average = [rho * a + (1 - rho) * w for a, w in zip(self.average, weights)]
+                self.model.set_weights(self.average)
+        if batch == self.steps_per_epoch - 1 and self.average is not None:  # before Keras validates
+            self.model.set_weights(self.average)
 
 
 class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
@@ -128,7 +180,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 def compile_model(model: keras.Model, train_params, learning_rate: float, epochs: int, warmup_epochs: int,
                   steps_per_epoch: int) -> None:
-    """Adam (AdamW with weight decay) at a constant rate, or cosine decay after a linear warm-up;
+    """Adam (AdamW with weight decay) or Nesterov SGD at a constant rate, or cosine decay after a linear warm-up;
     the train step XLA-compiled if `train_params.jit_compile`. A mixed-precision model gets Keras'
     loss scaling from `compile` itself."""
     rate = learning_rate
@@ -137,7 +189,10 @@ def compile_model(model: keras.Model, train_params, learning_rate: float, epochs
         rate = keras.optimizers.schedules.CosineDecay(
             0.0 if warmup else learning_rate, decay_steps=epochs * steps_per_epoch - warmup,
             warmup_target=learning_rate if warmup else None, warmup_steps=warmup)
-    if train_params.weight_decay:
+    if train_params.optimizer == "sgd_nesterov":
+        optimizer = keras.optimizers.SGD(rate, momentum=train_params.momentum, nesterov=True,
+                                         weight_decay=train_params.weight_decay or None)
+    elif train_params.weight_decay:
         optimizer = keras.optimizers.AdamW(rate, weight_decay=train_params.weight_decay)
     else:
         optimizer = keras.optimizers.Adam(rate)
@@ -154,7 +209,7 @@ def compile_model(model: keras.Model, train_params, learning_rate: float, epochs
 
 def fit(model: keras.Model, train: Split, val: Split, num_classes: int, train_params,
         augmentation: keras.Model, seed: int, curves_dir: Path,
-        strategy: tf.distribute.Strategy | None = None) -> list[keras.callbacks.History]:
+        strategy: tf.distribute.Strategy | None = None, alternating_flip: bool = False) -> list[keras.callbacks.History]:
     """Train with validation, early stopping (best weights restored) and per-epoch curves in
     `curves_dir` (dvclive's layout: plots/metrics/{train,eval}/<metric>.tsv; metrics.json holds
     the last epoch's scores and the training wall time).
@@ -173,7 +228,9 @@ def fit(model: keras.Model, train: Split, val: Split, num_classes: int, train_pa
     replicas = strategy.num_replicas_in_sync
     batch_size = train_params.batch_size * replicas
     steps_per_epoch = math.ceil(len(train.labels) / batch_size)
-    train_data = input_pipeline(train, num_classes, batch_size, shuffle_seed=seed, augmentation=augmentation)
+    flip_epoch = tf.Variable(0, dtype=tf.int64, trainable=False) if alternating_flip else None
+    train_data = input_pipeline(train, num_classes, batch_size, shuffle_seed=seed, augmentation=augmentation,
+                                flip_epoch=flip_epoch)
     val_data = input_pipeline(val, num_classes, batch_size)
     phases = [(train_params.learning_rate, train_params.epochs, train_params.warmup_epochs)]
     if train_params.fine_tune:
@@ -188,6 +245,12 @@ def fit(model: keras.Model, train: Split, val: Split, num_classes: int, train_pa
             with strategy.scope():
                 compile_model(model, train_params, rate * replicas, epochs, warmup, steps_per_epoch)
             callbacks = [DVCLiveCallback(live=live)]
+            if flip_epoch is not None:
+                callbacks.append(AlternatingFlip(flip_epoch))
+            if train_params.lookahead and not histories:  # the first phase's: a CNN has no second
+                lookahead = train_params.lookahead
+                callbacks.append(Lookahead(lookahead.every_steps, lookahead.start_epochs, lookahead.decay,
+                                           steps_per_epoch, epochs))
             if train_params.early_stopping_patience:
                 callbacks.append(keras.callbacks.EarlyStopping(
                     monitor="val_loss", patience=train_params.early_stopping_patience, restore_best_weights=True))

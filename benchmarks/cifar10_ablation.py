@@ -59,12 +59,14 @@ def airbench_base(batch_size: int) -> list[str]:
     1,024, and scales with the batch. Its weight decay takes 0.0133 of each weight per step at
     the peak rate (0.0153 per 1,024 examples, through Nesterov momentum of 0.85); Keras' SGD
     decays by learning_rate x weight_decay, so 0.009. Its schedule (a triangle peaking at 23%)
-    becomes one warm-up epoch and cosine decay; its head (no bias, logits x 1/9) stays Keras'."""
+    becomes one warm-up epoch and cosine decay. Its head scales the logits by 1/9 (which slows
+    the head's learning, as the rate expects); it has no bias, Keras' dense layer keeps one."""
     return [C + "train.optimizer=sgd_nesterov", C + "train.momentum=0.85",
             C + f"train.learning_rate={1.5 * batch_size / 1024:g}", C + f"train.batch_size={batch_size}",
             C + "train.weight_decay=0.009", C + "train.label_smoothing=0.2", C + "train.schedule=cosine",
             C + "train.warmup_epochs=1", C + "train.early_stopping_patience=0",
             C + "model.batch_norm_momentum=0.6", C + "model.activation=gelu", C + "model.dropout=0.0",
+            C + "model.logit_scale=0.1111",
             C + "augment.flip=horizontal", C + "augment.translation=0.0625", C + "augment.erasing=0",
             C + "evaluate.tta=flip"]
 

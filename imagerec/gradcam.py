@@ -1,8 +1,9 @@
 """Grad-CAM heat maps: which parts of an image the last convolutional feature map used for a class.
 
 Works on the two model shapes imagerec.models builds, both a plain stack of layers ending in a
-Dense classifier: the CNN (its feature map is the output of the last convolution block: the
-last Conv2D and the pooling, batch norm and ReLU that follow it) and the MobileNetV2 transfer
+Dense classifier (with a softmax, or scaled scores and a softmax): the CNN (its feature map is
+the output of the last convolution block: the last Conv2D and the pooling, batch norm, offset
+and activation that follow it) and the MobileNetV2 transfer
 model (the output of the nested convolutional base, a layer of the outer model).
 """
 import weakref
@@ -13,11 +14,12 @@ import tensorflow as tf
 from keras import layers
 
 from .errors import ImagerecError
+from .models import Offset
 
 _CONVOLUTIONS = (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)
 # Layers that finish a convolution block (imagerec's CNN pools right after its first convolution):
 # their output is still "the block's feature map".
-_BLOCK_TAIL = (layers.BatchNormalization, layers.ReLU, layers.Activation, layers.MaxPooling2D)
+_BLOCK_TAIL = (layers.BatchNormalization, Offset, layers.ReLU, layers.Activation, layers.MaxPooling2D)
 
 
 def feature_layer(model: keras.Model) -> keras.layers.Layer:
@@ -39,23 +41,26 @@ def feature_layer(model: keras.Model) -> keras.layers.Layer:
 _REBUILT = weakref.WeakKeyDictionary()  # model -> its gradient model: a server explains one model many times
 
 
-def _gradient_model(model: keras.Model) -> tuple[keras.Model, keras.layers.Dense]:
+def _gradient_model(model: keras.Model) -> tuple[keras.Model, list[keras.layers.Layer]]:
     """inputs -> [feature map, input of the final Dense], rebuilt by calling the layers in order
-    (once per model: rebuilding it per call would slowly fill Keras' graph state)."""
+    (once per model: rebuilding it per call would slowly fill Keras' graph state), and the head:
+    the final Dense and what follows it."""
     if model not in _REBUILT:
         _REBUILT[model] = _rebuild(model)
     return _REBUILT[model]
 
 
-def _rebuild(model: keras.Model) -> tuple[keras.Model, keras.layers.Dense]:
-    head = model.layers[-1]
-    if not isinstance(head, layers.Dense):
+def _rebuild(model: keras.Model) -> tuple[keras.Model, list[keras.layers.Layer]]:
+    # The head: a Dense with a softmax, or a linear Dense, a Rescaling of its scores and a Softmax.
+    dense_at = max((i for i, layer in enumerate(model.layers) if isinstance(layer, layers.Dense)), default=None)
+    head = model.layers[dense_at:] if dense_at is not None else []
+    if not head or [type(layer) for layer in head[1:]] not in ([], [layers.Rescaling, layers.Softmax]):
         raise ImagerecError(f"model {model.name!r} does not end in a Dense classifier; Grad-CAM needs its class scores")
     target = feature_layer(model)
     inputs = keras.Input(model.input_shape[1:])
     x, features = inputs, None
     try:
-        for layer in model.layers[:-1]:
+        for layer in model.layers[:dense_at]:
             if isinstance(layer, layers.InputLayer):
                 continue
             x = layer(x)
@@ -81,16 +86,18 @@ def heatmaps(model: keras.Model, images: np.ndarray, class_indices: np.ndarray |
     """
     if method not in ("gradcam", "hirescam"):
         raise ValueError(f"unknown heat-map method {method!r}")
-    gradient_model, head = _gradient_model(model)
+    gradient_model, (dense, *after) = _gradient_model(model)
     x = tf.convert_to_tensor(np.asarray(images), dtype=tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(x)  # record every op from the input on, whatever the trainable flags of the variables
         features, pooled = gradient_model(x, training=False)
-        scores = tf.matmul(pooled, head.kernel) + (head.bias if head.use_bias else 0.0)
+        scores = tf.matmul(pooled, dense.kernel) + (dense.bias if dense.use_bias else 0.0)
+        if after:  # the logits' scale (model.logit_scale)
+            scores = after[0](scores)
         if class_indices is None:
             class_indices = tf.argmax(scores, axis=1)
         chosen = tf.gather(scores, tf.cast(class_indices, tf.int32), axis=1, batch_dims=1)
-    probabilities = head.activation(scores)
+    probabilities = after[-1](scores) if after else dense.activation(scores)
     if not np.allclose(probabilities, model(x, training=False), atol=1e-4):
         raise ImagerecError(f"model {model.name!r} is not a plain stack of layers; Grad-CAM cannot rebuild it")
     gradients = tape.gradient(chosen, features)

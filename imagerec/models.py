@@ -11,7 +11,7 @@ from keras import layers
 
 def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_units, dropout, pooling="flatten",
         batch_norm_momentum=0.99, activation="relu", whitening_patch=0, dirac_init=False, batch_norm_scale=True,
-        batch_norm_bias_multiplier=1.0, whitening_images=None):
+        batch_norm_bias_multiplier=1.0, logit_scale=1.0, whitening_images=None):
     """A CNN from scratch: per block, a 3x3 convolution, 2x2 max pooling, then the block's other
     3x3 convolutions at half the size (pooling early spares the later convolutions three
     quarters of their work, airbench's layout); batch norm and the activation after every
@@ -26,7 +26,9 @@ def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_un
     - dirac_init: every block convolution starts as the identity on its input channels;
     - batch_norm_scale=False: batch norm without its per-channel weight;
     - batch_norm_bias_multiplier m: batch norm's offset is m times a trained variable (Offset),
-      which multiplies the offset's learning rate by m**2 under SGD (8: airbench's 64x)."""
+      which multiplies the offset's learning rate by m**2 under SGD (8: airbench's 64x);
+    - logit_scale: the classifier's outputs are multiplied by it before the softmax (airbench:
+      1/9), which slows the head's learning as airbench's learning rate expects."""
     inputs = keras.Input(input_shape)
     x = layers.Rescaling(1 / 255)(inputs)
     if whitening_patch:
@@ -61,7 +63,11 @@ def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_un
         x = layers.Dropout(dropout)(x)
         x = layers.Dense(dense_units, activation="relu")(x)
     x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32")(x)
+    if logit_scale == 1:
+        outputs = layers.Dense(num_classes, activation="softmax", dtype="float32")(x)
+    else:
+        logits = layers.Rescaling(logit_scale, dtype="float32")(layers.Dense(num_classes, dtype="float32")(x))
+        outputs = layers.Softmax(dtype="float32")(logits)
     return keras.Model(inputs, outputs, name="cnn")
 
 

@@ -128,6 +128,7 @@ class CnnModel(_Section):
     batch_norm_scale: bool = True  # false: batch norm without its per-channel weight
     # Batch norm's offset = this x a trained variable: SGD moves it this squared times faster (8: 64x).
     batch_norm_bias_multiplier: float = Field(default=1.0, ge=1, le=100)
+    logit_scale: float = Field(default=1.0, gt=0, le=1)  # the classifier's outputs x this (airbench: 1/9)
 
     @model_validator(mode="after")
     def _levers_need_batch_norm(self):

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from imagerec import augment, inference, models, params, training
+from imagerec import augment, gradcam, inference, models, params, training
 from imagerec.datasets import Split
 from fixtures import pattern_images
 from test_models import dataset_params
 
 LEVERS = {"filters": [8, 16], "convs_per_block": 2, "dense_units": 0, "dropout": 0.0, "batch_norm_momentum": 0.6,
           "activation": "gelu", "whitening_patch": 2, "dirac_init": True, "batch_norm_scale": False,
-          "batch_norm_bias_multiplier": 8.0}
+          "batch_norm_bias_multiplier": 8.0, "logit_scale": 1 / 9}
 
 
 def labelled_images(count=240, size=16, seed=0):
@@ -69,6 +69,20 @@ def test_batch_norm_without_weight_and_with_a_boosted_offset():
     assert norms and all(not norm.scale and not norm.center for norm in norms)
     boosted = [layer for layer in model.layers if isinstance(layer, models.Offset) and layer.multiplier == 8.0]
     assert len(boosted) == len(norms)
+
+
+def test_logit_scale_multiplies_the_scores_before_the_softmax_and_grad_cam_reads_them():
+    images, _ = labelled_images(count=8)
+    p = dataset_params("cifar10", model=LEVERS)
+    model = models.build(p.model, images.shape[1:], 4, whitening_images=images)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
+    pooled = keras.Model(model.input, dense.input)(images.astype("float32"))
+    scores = (np.asarray(pooled) @ np.asarray(dense.kernel) + np.asarray(dense.bias)) / 9
+    np.testing.assert_allclose(np.asarray(model(images.astype("float32"))), np.asarray(tf.nn.softmax(scores)), atol=1e-5)
+    # the feature map runs to the last block's activation, past batch norm's boosted offset
+    assert gradcam.feature_layer(model) is [layer for layer in model.layers if isinstance(layer, keras.layers.Activation)][-1]
+    maps = gradcam.heatmaps(model, images[:2])
+    assert maps.shape == (2, 16, 16) and np.isfinite(maps).all()
 
 
 def test_levers_that_change_batch_norm_need_batch_norm():

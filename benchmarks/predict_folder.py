@@ -4,8 +4,10 @@
 
 PHOTOS is a folder (searched recursively, sorted) or a zip of photos, e.g. the Cats vs Dogs
 tutorial zip; its first --images image files are copied into one flat temporary folder, as a
-user's folder of photos. Measured in one run:
-- offline: the model's images/s on those photos already decoded and in memory (batches of 32),
+user's folder of photos. A source with fewer photos is copied again in turn until there are
+--images (25,000 from the tutorial's 3,000: a Kaggle-sized folder, to see memory stay bounded).
+Measured in one run:
+- offline: the model's images/s on the first 1,000 of those photos already decoded and in memory (batches of 32),
   as `imagerec predict --format FORMAT` runs it (the format `auto` picks here, or the one named);
 - predict: `imagerec predict MODEL_DIR FOLDER --json` in a child process, its own "N images in X s"
   line (decoding included; start-up and model loading not), and the child's peak RSS.
@@ -13,6 +15,7 @@ Their ratio is what streaming costs; issue 19's target is 0.8. Writes
 benchmarks/results/predict_folder_<dataset>.json.
 """
 import argparse
+import itertools
 import re
 import shutil
 import sys
@@ -28,16 +31,18 @@ from imagerec.cli import read_image_file
 
 
 def copy_photos(source: Path, count: int, into: Path) -> list[Path]:
-    """The first `count` image files of a folder or zip, as into/000000.jpg, ..."""
+    """The first `count` image files of a folder or zip (cycled through again if it has fewer),
+    as into/000000.jpg, ..."""
     made = []
     if source.is_dir():
-        for path in sorted(p for p in source.rglob("*") if p.suffix.lower() in images.IMAGE_SUFFIXES)[:count]:
+        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in images.IMAGE_SUFFIXES)
+        for path in itertools.islice(itertools.cycle(paths), count):
             made.append(into / f"{len(made):06d}{path.suffix.lower()}")
             shutil.copyfile(path, made[-1])
     else:
         with zipfile.ZipFile(source) as zf:
-            names = sorted(n for n in zf.namelist() if Path(n).suffix.lower() in images.IMAGE_SUFFIXES)[:count]
-            for name in names:
+            names = sorted(n for n in zf.namelist() if Path(n).suffix.lower() in images.IMAGE_SUFFIXES)
+            for name in itertools.islice(itertools.cycle(names), count):
                 made.append(into / f"{len(made):06d}{Path(name).suffix.lower()}")
                 made[-1].write_bytes(zf.read(name))
     return made
@@ -58,8 +63,8 @@ def main() -> int:
         classifier.use(args.format, results.export_accuracy_changes())
     with tempfile.TemporaryDirectory(prefix="imagerec-predict-") as folder:
         files = copy_photos(args.photos, args.images, Path(folder))
-        pixels = np.stack([classifier.decode(read_image_file(path)) for path in files])
-        offline = offline_images_per_second(classifier, pixels)
+        pixels = np.stack([classifier.decode(read_image_file(path)) for path in files[:1000]])
+        offline = offline_images_per_second(classifier.run, pixels)
         del pixels
         print(f"offline ({classifier.format}): {offline:.1f} images/s", flush=True)
         run = run_measured([sys.executable, "-m", "imagerec.cli", "predict", str(args.model), folder, "--json",

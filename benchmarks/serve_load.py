@@ -89,7 +89,7 @@ def main() -> None:
     results = modelcard.Results(classifier.dataset, modelcard.default_results_root(args.model))
     classifier.use(args.format, results.export_accuracy_changes())
     images = test_images(classifier.dataset, 1024)
-    offline = offline_images_per_second(classifier, images)
+    offline = offline_images_per_second(classifier.run, images)
     print(f"{args.model} ({classifier.format}) offline: {offline:.1f} images/s", flush=True)
     uploads = [png(image) for image in images[:100]]
     runs = []

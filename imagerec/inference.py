@@ -197,6 +197,9 @@ class TFLiteModel:
     """A .tflite file behind a `__call__(batch) -> probabilities`, like a Keras model."""
 
     def __init__(self, path: Path, threads: int | None = None):
+        # TFLite's own default runs one thread, half of a 2-core machine (67 against 133 images/s
+        # for Cats vs Dogs' int8 model in batches of 32): every usable core unless told otherwise.
+        threads = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
         self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]

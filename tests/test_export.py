@@ -67,6 +67,17 @@ def test_tflite_model_accepts_changing_batch_sizes(exported, test_images):
     assert run(images[:1]).shape == (1, 10)
 
 
+def test_tflite_runs_on_every_usable_core_unless_told(exported, monkeypatch):
+    written, _ = exported
+    made = []
+    interpreter = inference.tf.lite.Interpreter
+    monkeypatch.setattr(inference.tf.lite, "Interpreter", lambda **kw: made.append(kw["num_threads"]) or interpreter(**kw))
+    monkeypatch.setattr(inference.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    inference.load_exported("tflite_int8", written["tflite_int8"])
+    inference.load_exported("tflite_int8", written["tflite_int8"], threads=1)
+    assert made == [3, 1]  # TFLite's own default would be one thread
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_classifier_runs_each_exported_format_with_the_keras_answers(exported, test_images, fmt):
     _, out = exported

@@ -29,6 +29,9 @@ def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_un
       which multiplies the offset's learning rate by m**2 under SGD (8: airbench's 64x);
     - logit_scale: the classifier's outputs are multiplied by it before the softmax (airbench:
       1/9), which slows the head's learning as airbench's learning rate expects."""
+    def activate(x):  # ReLU as its own layer, as models trained before the activation lever have it
+        return layers.ReLU()(x) if activation == "relu" else layers.Activation(activation)(x)
+
     inputs = keras.Input(input_shape)
     x = layers.Rescaling(1 / 255)(inputs)
     if whitening_patch:
@@ -42,7 +45,7 @@ def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_un
             kernel, bias = whitening_weights(whitening_images, whitening_patch)
             whitening.set_weights([kernel])
             centring.set_weights([bias])
-        x = layers.ReLU()(x) if activation == "relu" else layers.Activation(activation)(x)
+        x = activate(x)
     for width in filters:
         for i in range(convs_per_block):
             conv = layers.Conv2D(width, 3, padding="same", use_bias=not batch_norm)
@@ -57,7 +60,7 @@ def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_un
                                               center=not separate_offset)(x)
                 if separate_offset:
                     x = Offset(batch_norm_bias_multiplier)(x)
-            x = layers.ReLU()(x) if activation == "relu" else layers.Activation(activation)(x)
+            x = activate(x)
     x = {"flatten": layers.Flatten, "global_max": layers.GlobalMaxPooling2D}[pooling]()(x)
     if dense_units:
         x = layers.Dropout(dropout)(x)

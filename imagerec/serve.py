@@ -2,8 +2,8 @@
 GET /models, GET /models/{name}/card, GET /models/{name}/files/{file} (the pipeline's figures and
 curves, by name only), and POST /predict (multipart field `file`, ?top_k=, ?gradcam=, ?model=)."""
 import base64
+import contextlib
 import io
-import queue
 import sys
 import threading
 import time
@@ -110,31 +110,63 @@ class RequestSizeLimit:
 
 
 class MicroBatcher:
-    """One model's calls for many concurrent requests: the first waiting image opens a batch,
-    which takes whatever else arrives within `wait_seconds`, up to `max_batch` images, and runs
-    as one call (TF Serving's and Triton's dynamic batching, in small). On a CPU one batch of 16
-    costs far less than 16 calls of one. A lone request waits `wait_seconds` at most."""
+    """One model's calls for many concurrent requests: the first image ready opens a batch, which
+    takes whatever else arrives within `wait_seconds`, up to `max_batch` images, and runs as one
+    call (TF Serving's and Triton's dynamic batching, in small). On a CPU one batch of 16 costs far
+    less than 16 calls of one.
+
+    A batch waits only while images are in fact on their way: requests admitted and still
+    decoding (inside `arriving`). A lone client's image runs at once instead of waiting
+    `wait_seconds` for company that is not coming."""
 
     def __init__(self, classifier: Classifier, max_batch: int, wait_seconds: float, model_lock: threading.Lock):
         self.classifier, self.max_batch, self.wait_seconds, self.model_lock = classifier, max_batch, wait_seconds, model_lock
-        self.waiting: queue.Queue = queue.Queue()
+        self.ready: list[tuple[np.ndarray, Future]] = []
+        self.on_the_way = 0  # requests admitted, their images not yet ready
+        self.changed = threading.Condition()
         threading.Thread(target=self._serve, daemon=True, name=f"batcher-{classifier.dataset}").start()
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """This image's class probabilities, computed in a batch with whatever else is waiting."""
-        answer = Future()
-        self.waiting.put((pixels, answer))
-        return answer.result()
+    @contextlib.contextmanager
+    def arriving(self):
+        """Around a request's decoding: while it is inside, a batch may wait for its image. Yields
+        `submit(pixels) -> Future`, the image's class probabilities to come, computed in a batch."""
+        with self.changed:
+            self.on_the_way += 1
+        submitted = False
+
+        def submit(pixels: np.ndarray) -> Future:
+            nonlocal submitted
+            answer = Future()
+            with self.changed:
+                self.on_the_way -= 1
+                submitted = True
+                self.ready.append((pixels, answer))
+                self.changed.notify_all()
+            return answer
+
+        try:
+            yield submit
+        finally:
+            if not submitted:  # a bad image: nothing is coming from this request
+                with self.changed:
+                    self.on_the_way -= 1
+                    self.changed.notify_all()
+
+    def _next_batch(self) -> list[tuple[np.ndarray, Future]]:
+        with self.changed:
+            self.changed.wait_for(lambda: self.ready)
+            deadline = time.monotonic() + self.wait_seconds
+            while len(self.ready) < self.max_batch and self.on_the_way:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.changed.wait(left)
+            batch, self.ready = self.ready[:self.max_batch], self.ready[self.max_batch:]
+        return batch
 
     def _serve(self) -> None:
         while True:
-            batch = [self.waiting.get()]
-            deadline = time.monotonic() + self.wait_seconds
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self.waiting.get(timeout=max(0.0, deadline - time.monotonic())))
-                except queue.Empty:
-                    break
+            batch = self._next_batch()
             try:
                 with self.model_lock:
                     rows = inference.predict(self.classifier.run, np.stack([p for p, _ in batch]), len(batch))
@@ -267,9 +299,11 @@ def create_app(model_dirs: Path | list[Path], max_request_bytes: int = MAX_REQUE
             return JSONResponse({"error": f"busy: {max_pending} requests in progress; try again shortly"},
                                 status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
         try:
-            with decode_slots:
-                pixels = images.decode(file.file.read(), classifier.size, classifier.color_mode, MAX_IMAGE_PIXELS)
-            ranked = classifier.top(chosen.batcher.probabilities(pixels), top_k)
+            with chosen.batcher.arriving() as submit:
+                with decode_slots:
+                    pixels = images.decode(file.file.read(), classifier.size, classifier.color_mode, MAX_IMAGE_PIXELS)
+                answer = submit(pixels)
+            ranked = classifier.top(answer.result(), top_k)
             if gradcam:  # needs the Keras model's gradients: one image at a time, on request only
                 with model_lock:
                     explained = explain(classifier, pixels, ranked[0]["label"])
@@ -299,7 +333,8 @@ def explain(classifier: Classifier, pixels: np.ndarray, label: str) -> dict:
 
 def run(model_dirs: Path | list[Path], host: str, port: int, results_root: Path | None = None,
         max_pending: int = MAX_PENDING, header_seconds: float = HEADER_SECONDS, body_seconds: float = BODY_SECONDS,
-        max_batch: int = MAX_BATCH, batch_wait_ms: float = BATCH_WAIT_MS, fmt: str = "auto") -> None:
+        max_batch: int = MAX_BATCH, batch_wait_ms: float = BATCH_WAIT_MS, fmt: str = "auto",
+        access_log: bool = False) -> None:
     import uvicorn
 
     # Bounded waiting: idle keep-alive connections close after 5 s, slow ones by the deadlines of
@@ -310,4 +345,4 @@ def run(model_dirs: Path | list[Path], host: str, port: int, results_root: Path 
                      batch_wait_ms=batch_wait_ms, fmt=fmt)
     uvicorn.run(app, host=host, port=port,
                 timeout_keep_alive=5, http=_slow_client_protocol(header_seconds, body_seconds),
-                timeout_graceful_shutdown=10)
+                timeout_graceful_shutdown=10, access_log=access_log)

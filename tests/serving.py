@@ -15,6 +15,15 @@ def serving(model_dirs: Path | list[Path], log_path: Path | None = None, start_t
             results_root: Path | None = None, options: tuple[str, ...] = ()):
     """`imagerec serve` in a child process on a free loopback port; yields its base URL once
     /health answers, and stops it on exit."""
+    with server_process(model_dirs, log_path, start_timeout, results_root, options) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(model_dirs: Path | list[Path], log_path: Path | None = None, start_timeout: float = 120,
+                   results_root: Path | None = None, options: tuple[str, ...] = ()):
+    """As `serving`, yielding (base URL, the server's Popen): for a benchmark that reads the
+    server's own CPU time."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -37,7 +46,7 @@ def serving(model_dirs: Path | list[Path], log_path: Path | None = None, start_t
                 break
             except requests.ConnectionError:
                 time.sleep(0.2)
-        yield url
+        yield url, server
     finally:
         server.terminate()
         try:

@@ -1,7 +1,9 @@
 """`imagerec serve`: /health, /predict, and JSON 4xx answers (never a 500) for bad uploads."""
 import io
 import socket
+import threading
 import time
+import types
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -118,6 +120,7 @@ def test_the_real_server_answers_health_and_predict(model_dir, tmp_path):
         response = requests.post(f"{base}/predict", params={"top_k": 2}, files=upload(fixtures.image_of(7)), timeout=30)
         assert response.status_code == 200
         assert [p["label"] for p in response.json()["predictions"]][0] == "seven"
+    assert "POST /predict" not in (tmp_path / "server.log").read_text()  # no access log unless asked for
 
 
 def png_of_size(width: int, height: int) -> bytes:
@@ -148,11 +151,16 @@ def test_a_large_jpeg_is_decoded_at_reduced_scale_to_nearly_the_same_pixels():
 
 
 @pytest.fixture(scope="module")
-def server(model_dir, tmp_path_factory):
-    """The real server (uvicorn, its connection handling) with short deadlines and a small queue."""
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with serving.serving(model_dir, log_path=log, start_timeout=60,
-                       options=("--header-seconds", "2", "--body-seconds", "2", "--max-pending", "6")) as base:
+def server_log(tmp_path_factory):
+    return tmp_path_factory.mktemp("server") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, server_log):
+    """The real server (uvicorn, its connection handling) with short deadlines, a small queue and
+    its access log."""
+    options = ("--header-seconds", "2", "--body-seconds", "2", "--max-pending", "6", "--access-log")
+    with serving.serving(model_dir, log_path=server_log, start_timeout=60, options=options) as base:
         yield base
 
 
@@ -193,7 +201,7 @@ def test_a_client_dripping_bytes_is_cut_off_at_the_deadline(server, head):
         assert time.monotonic() - started < 6
 
 
-def test_a_burst_is_served_up_to_the_queue_bound_and_refused_beyond_with_json_503(server):
+def test_a_burst_is_served_up_to_the_queue_bound_and_refused_beyond_with_json_503(server, server_log):
     def one(_):
         return requests.post(f"{server}/predict", files=upload(fixtures.image_of(3)), timeout=60)
 
@@ -206,6 +214,7 @@ def test_a_burst_is_served_up_to_the_queue_bound_and_refused_beyond_with_json_50
     assert busy.json() == {"error": "busy: 6 requests in progress; try again shortly"}
     with ThreadPoolExecutor(6) as pool:  # within the bound: every one served
         assert {answer.status_code for answer in pool.map(one, range(6))} == {200}
+    assert '"POST /predict HTTP/1.1" 503' in server_log.read_text()  # --access-log: a line per request
 
 
 def test_concurrent_predictions_run_as_one_batch_and_each_gets_its_own_answer(model_dir, monkeypatch):
@@ -217,3 +226,27 @@ def test_concurrent_predictions_run_as_one_batch_and_each_gets_its_own_answer(mo
         answers = list(pool.map(lambda d: client.post("/predict", files=upload(fixtures.image_of(d))), digits))
     assert [answer.json()["predictions"][0]["label"] for answer in answers] == [fixtures.TINY_CLASSES[d] for d in digits]
     assert sum(batches) == 8 and max(batches) > 1, batches
+
+
+def test_a_batch_waits_for_images_on_their_way_and_for_nothing_else(monkeypatch):
+    batches = []
+    monkeypatch.setattr(inference, "predict", lambda run, pixels, *args: batches.append(len(pixels))
+                        or np.zeros((len(pixels), 2)))
+    stub = types.SimpleNamespace(run=None, dataset="stub")
+    batcher = serve.MicroBatcher(stub, max_batch=8, wait_seconds=600, model_lock=threading.Lock())
+    pixels = np.zeros((4, 4, 1), np.float32)
+    with batcher.arriving() as submit_first, batcher.arriving() as submit_second:
+        first = submit_first(pixels)
+        time.sleep(0.3)
+        assert not first.done()  # the second image is on its way: the batch waits for it
+        second = submit_second(pixels)
+    first.result(timeout=30), second.result(timeout=30)
+    with batcher.arriving() as submit:  # alone: runs at once, not after the 600 s wait
+        submit(pixels).result(timeout=30)
+    with batcher.arriving() as submit:
+        with batcher.arriving():  # this request's upload turns out not to be an image
+            waiting = submit(pixels)
+            time.sleep(0.3)
+            assert not waiting.done()
+        waiting.result(timeout=30)  # nothing more on its way: runs without waiting out the 600 s
+    assert batches == [2, 1, 1]

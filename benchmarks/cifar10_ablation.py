@@ -11,7 +11,7 @@ per lever. Two ladders:
   row runs params.yaml's recipe at the same budget, for comparison.
 
     python benchmarks/cifar10_ablation.py [--ladder recipe|airbench] [--images-per-class N]
-        [--epochs E] [--batch-size B] [--batch-norm-momentum M] [--rows I ...] [--dry-run]
+        [--epochs E] [--batch-size B] [--batch-norm-momentum M] [--rows I ...] [--results FILE] [--dry-run]
 
 Each row is one `dvc exp run --temp -n NAME -S ... evaluate@cifar10` on top of params.yaml. The
 budget is `preprocess.max_per_class` training images per class (0: all) and `epochs`; the
@@ -30,12 +30,12 @@ run a ladder a few rows at a time. Writes benchmarks/results/cifar10_ablation.js
 cifar10_ablation_airbench.json and prints the table. --dry-run prints the commands only.
 """
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from common import RESULTS as RESULTS_DIR
 from common import read_at, run_experiment, write_result
-
-import json
 
 RESULT_FILES = {"recipe": RESULTS_DIR / "cifar10_ablation.json", "airbench": RESULTS_DIR / "cifar10_ablation_airbench.json"}
 C = "datasets.cifar10."
@@ -112,11 +112,13 @@ def main() -> int:
     parser.add_argument("--batch-norm-momentum", type=float, default=0.9,
                         help="the recipe rows' (the airbench rows set airbench's 0.6)")
     parser.add_argument("--rows", type=int, nargs="+", help="run only these rows (by index)")
+    parser.add_argument("--results", type=Path, help="where to write (default: by ladder, below); a ladder at "
+                        "another budget belongs in a file of its own, as the small one in cifar10_ablation_airbench_small.json")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
     if args.images_per_class is None:
         args.images_per_class = 500 if args.ladder == "recipe" else 0
-    results = RESULT_FILES[args.ladder]
+    results = args.results or RESULT_FILES[args.ladder]
 
     table = rows(args.ladder, args.images_per_class, args.epochs, args.batch_size, args.batch_norm_momentum)
     previous = json.loads(results.read_text())["rows"] if results.exists() and not args.dry_run else []

@@ -11,7 +11,7 @@ per lever. Two ladders:
   row runs params.yaml's recipe at the same budget, for comparison.
 
     python benchmarks/cifar10_ablation.py [--ladder recipe|airbench] [--images-per-class N]
-        [--epochs E] [--batch-size B] [--batch-norm-momentum M] [--rows I ...] [--results FILE] [--dry-run]
+        [--epochs E] [--batch-size B] [--batch-norm-momentum M] [--rows I ...] [--seed S] [--results FILE] [--dry-run]
 
 Each row is one `dvc exp run --temp -n NAME -S ... evaluate@cifar10` on top of params.yaml. The
 budget is `preprocess.max_per_class` training images per class (0: all) and `epochs`; the
@@ -84,22 +84,27 @@ AIRBENCH_LEVERS = [
 ]
 
 
-def rows(ladder: str, images_per_class: int, epochs: int, batch_size: int, batch_norm_momentum: float) -> list[dict]:
+def rows(ladder: str, images_per_class: int, epochs: int, batch_size: int, batch_norm_momentum: float,
+         seed: int | None = None) -> list[dict]:
     budget = [C + f"preprocess.max_per_class={images_per_class}", C + f"train.epochs={epochs}"]
+    suffix = ""
+    if seed is not None:  # another seed of the same ladder: its own settings, names and (--results) file
+        budget.append(C + f"seed={seed}")
+        suffix = f"-seed{seed}"
     out = []
     if ladder == "recipe":
         budget.append(C + f"model.batch_norm_momentum={batch_norm_momentum}")
         for index, label in enumerate(["baseline CNN"] + [label for label, _ in RECIPE_LEVERS]):
             off = [setting for _, settings in RECIPE_LEVERS[index:] for setting in settings]
-            out.append({"row": label, "name": f"cifar10-ablation-{index}", "settings": budget + off})
+            out.append({"row": label, "name": f"cifar10-ablation-{index}{suffix}", "settings": budget + off})
         return out
-    out.append({"row": "params.yaml's cifar10 recipe (AdamW), same budget", "name": "cifar10-airbench-recipe",
+    out.append({"row": "params.yaml's cifar10 recipe (AdamW), same budget", "name": f"cifar10-airbench-recipe{suffix}",
                 "settings": budget + [C + f"model.batch_norm_momentum={batch_norm_momentum}"]})
     on = budget + airbench_base(batch_size)
     for index, (label, settings) in enumerate([("baseline: Nesterov SGD, flip + 2-pixel shifts, flip TTA", [])]
                                               + AIRBENCH_LEVERS):
         on = on + settings
-        out.append({"row": label, "name": f"cifar10-airbench-{index}", "settings": on})
+        out.append({"row": label, "name": f"cifar10-airbench-{index}{suffix}", "settings": on})
     return out
 
 
@@ -112,6 +117,7 @@ def main() -> int:
     parser.add_argument("--batch-norm-momentum", type=float, default=0.9,
                         help="the recipe rows' (the airbench rows set airbench's 0.6)")
     parser.add_argument("--rows", type=int, nargs="+", help="run only these rows (by index)")
+    parser.add_argument("--seed", type=int, help="another seed than params.yaml's (write it to its own --results file)")
     parser.add_argument("--results", type=Path, help="where to write (default: by ladder, below); a ladder at "
                         "another budget belongs in a file of its own, as the small one in cifar10_ablation_airbench_small.json")
     parser.add_argument("--dry-run", action="store_true")
@@ -120,7 +126,7 @@ def main() -> int:
         args.images_per_class = 500 if args.ladder == "recipe" else 0
     results = args.results or RESULT_FILES[args.ladder]
 
-    table = rows(args.ladder, args.images_per_class, args.epochs, args.batch_size, args.batch_norm_momentum)
+    table = rows(args.ladder, args.images_per_class, args.epochs, args.batch_size, args.batch_norm_momentum, args.seed)
     previous = json.loads(results.read_text())["rows"] if results.exists() and not args.dry_run else []
     done = {row["command"]: row for row in previous if "test_accuracy" in row}
     for index, row in enumerate(table):
@@ -155,6 +161,8 @@ def budget(args) -> dict:
     out["batch_norm_momentum"] = args.batch_norm_momentum
     if args.ladder == "airbench":
         out["batch_size"] = args.batch_size
+    if args.seed is not None:
+        out["seed"] = args.seed
     return out
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from common import RESULTS, child_env, offline_images_per_second, run_measured, write_result
 from imagerec import images, inference, modelcard
-from imagerec.cli import read_image_file
+from imagerec.cli import decoded
 
 
 def copy_photos(source: Path, count: int, into: Path) -> list[Path]:
@@ -55,12 +55,16 @@ def copy_photos(source: Path, count: int, into: Path) -> list[Path]:
     return made
 
 
-def decode_images_per_second(decode, files: list[Path]) -> tuple[np.ndarray, float]:
-    """The files decoded as `imagerec predict` decodes them (two threads), and how fast."""
+def decode_images_per_second(classifier, files: list[Path]) -> tuple[np.ndarray, float]:
+    """The files decoded as `imagerec predict` decodes them (its own function, two threads), and how fast."""
     started = time.perf_counter()
     with ThreadPoolExecutor(2) as pool:
-        pixels = list(pool.map(lambda path: decode(read_image_file(path)), files))
-    return np.stack(pixels), len(files) / (time.perf_counter() - started)
+        results = list(pool.map(lambda path: decoded(classifier, path), files))
+    seconds = time.perf_counter() - started
+    for path, pixels in results:
+        if isinstance(pixels, str):  # predict would skip it; the timing would then be of fewer photos
+            sys.exit(f"error: {path.name}: {pixels}")
+    return np.stack([pixels for _, pixels in results]), len(files) / seconds
 
 
 def main() -> int:
@@ -78,7 +82,7 @@ def main() -> int:
         classifier.use(args.format, results.export_accuracy_changes())
     with tempfile.TemporaryDirectory(prefix="imagerec-predict-") as folder:
         files = copy_photos(args.photos, args.images, Path(folder))
-        pixels, decoding = decode_images_per_second(classifier.decode, files[:1000])
+        pixels, decoding = decode_images_per_second(classifier, files[:1000])
         offline = offline_images_per_second(classifier.run, pixels)
         del pixels
         print(f"offline ({classifier.format}): {offline:.1f} images/s; decoding alone: {decoding:.1f} images/s",

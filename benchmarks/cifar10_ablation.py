@@ -27,7 +27,7 @@ For every row, reads from its experiment's commit: test accuracy (metrics/cifar1
 last epoch's validation accuracy and the training seconds (plots/cifar10/train/metrics.json).
 Rows already in the results file with the same settings are kept, not rerun, so `--rows` can
 run a ladder a few rows at a time. Writes benchmarks/results/cifar10_ablation.json (recipe) or
-cifar10_ablation_airbench.json and prints the table. --dry-run prints the commands only.
+cifar10_ablation_airbench.json (with --seed S: ..._seedS.json) and prints the table. --dry-run prints the commands only.
 """
 import argparse
 import json
@@ -88,7 +88,7 @@ def rows(ladder: str, images_per_class: int, epochs: int, batch_size: int, batch
          seed: int | None = None) -> list[dict]:
     budget = [C + f"preprocess.max_per_class={images_per_class}", C + f"train.epochs={epochs}"]
     suffix = ""
-    if seed is not None:  # another seed of the same ladder: its own settings, names and (--results) file
+    if seed is not None:  # another seed of the same ladder: its own settings, names and results file
         budget.append(C + f"seed={seed}")
         suffix = f"-seed{seed}"
     out = []
@@ -108,6 +108,11 @@ def rows(ladder: str, images_per_class: int, epochs: int, batch_size: int, batch
     return out
 
 
+def seed_file(results: Path, seed: int | None) -> Path:
+    """The ladder's results file, or for another seed its own file beside it."""
+    return results if seed is None else results.with_name(f"{results.stem}_seed{seed}{results.suffix}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ladder", choices=sorted(RESULT_FILES), default="recipe")
@@ -117,14 +122,15 @@ def main() -> int:
     parser.add_argument("--batch-norm-momentum", type=float, default=0.9,
                         help="the recipe rows' (the airbench rows set airbench's 0.6)")
     parser.add_argument("--rows", type=int, nargs="+", help="run only these rows (by index)")
-    parser.add_argument("--seed", type=int, help="another seed than params.yaml's (write it to its own --results file)")
+    parser.add_argument("--seed", type=int, help="another seed than params.yaml's; its rows go to a file of their "
+                        "own (default: the ladder's file name with _seedS), so they never replace the first seed's")
     parser.add_argument("--results", type=Path, help="where to write (default: by ladder, below); a ladder at "
                         "another budget belongs in a file of its own, as the small one in cifar10_ablation_airbench_small.json")
     parser.add_argument("--dry-run", action="store_true")
     args = parser.parse_args()
     if args.images_per_class is None:
         args.images_per_class = 500 if args.ladder == "recipe" else 0
-    results = args.results or RESULT_FILES[args.ladder]
+    results = args.results or seed_file(RESULT_FILES[args.ladder], args.seed)
 
     table = rows(args.ladder, args.images_per_class, args.epochs, args.batch_size, args.batch_norm_momentum, args.seed)
     previous = json.loads(results.read_text())["rows"] if results.exists() and not args.dry_run else []
@@ -134,7 +140,7 @@ def main() -> int:
                                    *(f"-S '{setting}'" for setting in row["settings"]), "evaluate@cifar10"])
         if row["command"] in done:
             row.update(done[row["command"]])
-        if args.dry_run:
+        if args.dry_run and (not args.rows or index in args.rows):
             print(row["command"])
         if args.dry_run or row["command"] in done or (args.rows and index not in args.rows):
             continue

@@ -11,7 +11,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from .datasets import Split  # noqa: E402
+from .datasets import Split, seeded_sample  # noqa: E402
 from .errors import ImagerecError  # noqa: E402
 
 # The CPU features that change which kernels TF and oneDNN pick, and with them the last bits of
@@ -205,6 +205,17 @@ def compile_model(model: keras.Model, train_params, learning_rate: float, epochs
     if train_params.jit_compile and not model.jit_compile:  # Keras only warns, and trains without XLA
         raise ImagerecError("train.jit_compile: Keras turned XLA off for this model "
                             "(TF op determinism is on, or a layer or platform does not support XLA)")
+
+
+WHITENING_IMAGES = 5000  # airbench fits its whitening layer on 5,000 training images
+
+
+def whitening_images(model_params, train_images: np.ndarray, seed: int) -> np.ndarray | None:
+    """The training images a CNN's whitening layer (model.whitening_patch) is fit on: a seeded
+    sample, so the layer is the same on every run of the seed. None when the model has no such layer."""
+    if not getattr(model_params, "whitening_patch", 0):
+        return None
+    return train_images[seeded_sample(len(train_images), WHITENING_IMAGES, seed)]
 
 
 def fit(model: keras.Model, train: Split, val: Split, num_classes: int, train_params,

@@ -25,13 +25,10 @@ def main() -> None:
     policy = read_json(args.augmented_dir / augment.POLICY_FILE)
     weights = [args.pretrained_dir / f["file"] for f in read_json(args.pretrained_dir / "manifest.json")["files"]]
     image_shape = data.splits["train"].images.shape[1:]
-    whitening_images = None
-    if getattr(p.model, "whitening_patch", 0):  # airbench's: 5,000 training images
-        train_images = data.splits["train"].images
-        whitening_images = train_images[datasets.seeded_sample(len(train_images), 5000, p.seed)]
     with strategy.scope():
         model = models.build(p.model, image_shape, len(data.classes), weights[0] if weights else None,
-                             mixed_precision=p.train.mixed_precision, whitening_images=whitening_images)
+                             mixed_precision=p.train.mixed_precision,
+                             whitening_images=training.whitening_images(p.model, data.splits["train"].images, p.seed))
     model.summary(print_fn=print)
 
     def output(path):  # the other workers of multi_worker train alongside the chief but write nothing

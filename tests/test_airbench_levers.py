@@ -38,6 +38,17 @@ def test_whitening_layer_decorrelates_the_patches_it_was_computed_from():
     assert [w.name for w in model.get_layer("whitening_bias").trainable_weights] == ["offset"]
 
 
+def test_whitening_is_fit_on_a_seeded_sample_of_5000_training_images_and_only_when_the_model_has_it():
+    images = np.arange(6000).reshape(6000, 1, 1, 1)  # each image its own value
+    with_layer = dataset_params("cifar10", model=LEVERS).model
+    first, again = (training.whitening_images(with_layer, images, 42) for _ in range(2))
+    assert first.shape == (5000, 1, 1, 1) and np.array_equal(first, again)
+    assert not np.array_equal(first, training.whitening_images(with_layer, images, 43))
+    assert len(training.whitening_images(with_layer, images[:300], 42)) == 300  # fewer: all of them
+    assert training.whitening_images(dataset_params("cifar10", model={**LEVERS, "whitening_patch": 0}).model,
+                                     images, 42) is None
+
+
 def test_dirac_init_makes_each_block_convolution_pass_its_input_channels_through():
     p = dataset_params("cifar10", model={**LEVERS, "whitening_patch": 0})
     model = models.build(p.model, (16, 16, 3), 4)

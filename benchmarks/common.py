@@ -141,7 +141,10 @@ def run_experiment(name: str, settings: list[str], target: str) -> str:
     return matches[0]
 
 
+def text_at(ref: str, path: str) -> str:
+    """A file as committed at a git ref (an experiment's, or a branch's)."""
+    return subprocess.run(["git", "show", f"{ref}:{path}"], check=True, capture_output=True, text=True).stdout
+
+
 def read_at(ref: str, path: str) -> dict:
-    """A JSON file as committed at a git ref (an experiment's, or a branch's)."""
-    return json.loads(subprocess.run(["git", "show", f"{ref}:{path}"], check=True, capture_output=True,
-                                     text=True).stdout)
+    return json.loads(text_at(ref, path))

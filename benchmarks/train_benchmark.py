@@ -5,6 +5,7 @@ and a well-known reference model beside it; draw test accuracy against training 
         [--set SETTING ...] [--airbench] [--label NAME]
         [--prepared-root data/prepared] [--pretrained-root data/pretrained] [--params params.yaml]
         [--epochs N] [--limit N] [--results benchmarks/results/train_benchmark.json] [--plot PNG]
+    python benchmarks/train_benchmark.py DATASET --pipeline-run NAME=REF [--results ...] [--plot PNG]
 
 Per dataset: test accuracy (with the evaluate stage's test-time augmentation and without),
 train wall seconds, epochs, training images/s (train images x epochs / train seconds), peak RSS
@@ -25,6 +26,13 @@ every lever, airbench's hyperparameters, batch 1,024). `--label` names such a ru
 (default: the dataset, or dataset-airbench). `--plot` draws every run of the results file whose
 dataset is among the chosen ones, with its reference, as test accuracy against training minutes.
 
+`--pipeline-run NAME=REF` trains nothing: it records a pipeline run of the dataset as committed at a
+git ref (a commit, a branch, or a `dvc exp` ref such as benchmarks/seeds.py's) for the plot, as
+a dashed curve of validation accuracy after each epoch (dvclive's log; the test split is scored
+once, by evaluate, and its accuracy ends the label). dvclive's log keeps no times, so the run's
+train seconds are spread evenly over its epochs: every epoch of a run without early stopping has
+the same batches, and the first one's tracing is a few seconds.
+
 Each model trains in a child process of its own, so its peak RSS (wait4's ru_maxrss) is that
 run's alone. imagerec's model goes through `training.fit` itself, with the train stage's
 params, augmentation policy, pretrained weights and distribution strategy; to record test
@@ -43,6 +51,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +59,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
-from common import child_env, now, run_measured, write_result
+from common import child_env, now, read_at, run_measured, text_at, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "train_benchmark.json"
@@ -318,6 +327,21 @@ def comparison(mnist: dict | None, reference: dict | None) -> dict | None:
     }
 
 
+def pipeline_run(dataset: str, ref: str) -> dict:
+    """A pipeline run's validation accuracy after each epoch, at evenly spread train seconds."""
+    summary = read_at(ref, f"plots/{dataset}/train/metrics.json")
+    log = text_at(ref, f"plots/{dataset}/train/plots/metrics/eval/accuracy.tsv")
+    validation = [line.split("\t") for line in log.splitlines()[1:] if line]  # step, accuracy
+    seconds_per_epoch = summary["train_seconds"] / len(validation)
+    commit = subprocess.run(["git", "rev-parse", ref], check=True, capture_output=True, text=True).stdout.strip()
+    return {"dataset": dataset, "ref": ref, "commit": commit,
+            "test_accuracy": read_at(ref, f"metrics/{dataset}.json")["accuracy"], "train_seconds": summary["train_seconds"],
+            "epochs": len(validation), "curve_of": "validation",
+            "curve": [[int(step) + 1, round((int(step) + 1) * seconds_per_epoch, 1), round(float(accuracy), 5)]
+                      for step, accuracy in validation],
+            "environment": summary.get("environment")}
+
+
 def entries(result: dict) -> list[tuple[str, str, dict]]:
     """(name, dataset, entry) of every run: imagerec's by label, then the references."""
     return [*((label, entry.get("dataset", label), entry) for label, entry in result["datasets"].items()),
@@ -354,7 +378,14 @@ def plot(result: dict, datasets: list[str], path: Path) -> None:
             continue
         axes.plot([point[1] / 60 for point in e["curve"]], [100 * point[2] for point in e["curve"]], marker="o", markersize=3,
                   label=f"{name}: {100 * e['test_accuracy']:.2f}% in {e['train_seconds'] / 60:.1f} min")
-    axes.set(xlabel="training minutes (2 CPU cores; scoring excluded)", ylabel="test accuracy (%)",
+    for name, e in result.get("pipeline_runs", {}).items():
+        if e["dataset"] in datasets:
+            axes.plot([point[1] / 60 for point in e["curve"]], [100 * point[2] for point in e["curve"]], linestyle="--",
+                      label=f"{name}: validation per epoch; {100 * e['test_accuracy']:.2f}% test "
+                            f"in {e['train_seconds'] / 60:.1f} min")
+    dashed = any(e["dataset"] in datasets for e in result.get("pipeline_runs", {}).values())
+    axes.set(xlabel="training minutes (2 CPU cores; scoring excluded)",
+             ylabel="accuracy (%): test, dashed validation" if dashed else "test accuracy (%)",
              title=f"Time to accuracy: {', '.join(datasets)}")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="best")
@@ -363,6 +394,33 @@ def plot(result: dict, datasets: list[str], path: Path) -> None:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     print(f"wrote {path}")
+
+
+def load_results(path: Path) -> dict:
+    result = json.loads(path.read_text()) if path.exists() else {"datasets": {}}
+    if "reference" in result:  # the file's layout before CIFAR-10 had a reference
+        result["references"] = {"mnist": result.pop("reference")} if result["reference"] else {}
+    result.setdefault("references", {})
+    return result
+
+
+def record_pipeline_runs(dataset: str, args) -> int:
+    result = load_results(args.results)
+    for named in args.pipeline_runs:
+        name, equals, ref = named.partition("=")
+        if not (name and equals and ref):
+            raise SystemExit(f"error: --pipeline-run {named!r}: expected NAME=REF")
+        try:
+            run = pipeline_run(dataset, ref)
+        except subprocess.CalledProcessError as error:
+            raise SystemExit(f"error: --pipeline-run {named!r}: {error.stderr.strip().splitlines()[-1]}") from None
+        result.setdefault("pipeline_runs", {})[name] = {**run, "command": shlex.join(["python", *sys.argv]),
+                                                         "finished": now()}
+        print(f"{name}: {len(run['curve'])} epochs, {run['train_seconds']:.0f} s, test {100 * run['test_accuracy']:.2f}%")
+    write_result(args.results, result)
+    if args.plot:
+        plot(result, [dataset], args.plot)
+    return 0
 
 
 def main() -> int:
@@ -381,6 +439,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=0, help="a seeded sample of N images of every split (smoke runs)")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"JSON written (default: {RESULTS})")
     parser.add_argument("--plot", type=Path, help="also draw the chosen datasets' runs (a PNG)")
+    parser.add_argument("--pipeline-run", dest="pipeline_runs", action="append", default=[], metavar="NAME=REF",
+                        help="record, without training, the dataset's pipeline run committed at a git ref")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -393,6 +453,11 @@ def main() -> int:
     datasets = args.datasets or list(DATASETS)
     if args.label and len(datasets) > 1:
         parser.error("--label names one run: give one dataset")
+    if args.pipeline_runs:
+        if len(datasets) != 1 or args.reference or args.airbench or args.settings or args.label:
+            parser.error("--pipeline-run records one dataset's runs and trains nothing: give one dataset and no "
+                         "--reference, --airbench, --set or --label")
+        return record_pipeline_runs(datasets[0], args)
     for name in ("prepared_root", "pretrained_root", "params"):  # the children run elsewhere
         setattr(args, name, getattr(args, name).resolve())
 
@@ -416,10 +481,7 @@ def main() -> int:
                 result["settings"] = args.settings + (["--airbench"] if args.airbench else [])
             measured[name] = result
 
-    result = json.loads(args.results.read_text()) if args.results.exists() else {"datasets": {}}
-    if "reference" in result:  # the file's layout before CIFAR-10 had a reference
-        result["references"] = {"mnist": result.pop("reference")} if result["reference"] else {}
-    result.setdefault("references", {})
+    result = load_results(args.results)
     tensorflow = [entry.pop("tensorflow") for entry in measured.values()]
     result.update(command=command, machine={
         "platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),

@@ -9,7 +9,8 @@ and a well-known reference model beside it; draw test accuracy against training 
 
 Per dataset: test accuracy (with the evaluate stage's test-time augmentation and without),
 train wall seconds, epochs, training images/s (train images x epochs / train seconds), peak RSS
-and a per-epoch curve of (epoch, seconds since training began, test accuracy); for MNIST also
+and a per-epoch curve of (epoch, seconds since training began, test accuracy[, validation
+accuracy without test-time augmentation, where the run has a validation split]); for MNIST also
 the seconds to reach 99.2% test accuracy. `--reference` adds each chosen dataset's reference, as
 published, on imagerec's prepared images:
 - MNIST: the keras.io "Simple MNIST convnet" (https://keras.io/examples/vision/mnist_convnet/),
@@ -112,8 +113,11 @@ def test_probe(images, labels, batch_size: int, tta: str, logits: bool = False):
         def on_epoch_end(self, epoch, logs=None):
             at, begun = self.seconds(), time.perf_counter()
             self.curve.append([epoch + 1, round(at, 2), round(self.accuracy(tta), 5)])
+            if logs and "val_accuracy" in logs:  # fit's, without test-time augmentation
+                self.curve[-1].append(round(float(logs["val_accuracy"]), 5))
             self.excluded += time.perf_counter() - begun
-            print(f"  [benchmark] epoch {epoch + 1}: {at:.1f} s, test accuracy {self.curve[-1][2]:.4f}", flush=True)
+            print(f"  [benchmark] epoch {epoch + 1}: {at:.1f} s, test accuracy {self.curve[-1][2]:.4f}"
+                  + (f", validation {self.curve[-1][3]:.4f}" if len(self.curve[-1]) > 3 else ""), flush=True)
 
     return TestProbe()
 

@@ -89,28 +89,26 @@ def keras_runner(model: keras.Model) -> Runner:
 def predict(run: Runner, pixels: np.ndarray, batch_size: int, tta: str = "none") -> np.ndarray:
     """Class probabilities (float64, rows summing to 1) of uint8-range images, batch by batch.
 
-    Test-time augmentation, for models trained with horizontal flips:
-    - "flip" averages each image's probabilities with its mirror image's;
+    Test-time augmentation:
+    - "flip" averages each image's probabilities with its mirror image's (for models trained
+      with horizontal flips);
     - "flip_translate" (airbench's) averages that, at half weight, with the flip average of the
-      image shifted one pixel up-left and one pixel down-right (borders reflected)."""
+      image shifted one pixel up-left and one pixel down-right (borders reflected);
+    - "translate" is flip_translate without the mirror images, for what a flip changes (digits)."""
     if tta not in TTA_MODES:
         raise ValueError(f"unknown test-time augmentation {tta!r}")
-
-    def with_mirror(batch):
-        return (run(batch) + run(np.ascontiguousarray(batch[:, :, ::-1]))) / 2
+    view = run if tta in ("none", "translate") else lambda batch: (run(batch) + run(np.ascontiguousarray(batch[:, :, ::-1]))) / 2
 
     out = []
     for start in range(0, len(pixels), batch_size):
         batch = np.asarray(pixels[start:start + batch_size], dtype=np.float32)
-        if tta == "none":
-            probabilities = run(batch)
-        elif tta == "flip":
-            probabilities = with_mirror(batch)
+        if tta in ("none", "flip"):
+            probabilities = view(batch)
         else:
             height, width = batch.shape[1:3]
             padded = np.pad(batch, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
             shifted = [padded[:, :height, :width], padded[:, 2:height + 2, 2:width + 2]]
-            probabilities = (with_mirror(batch) + sum(with_mirror(np.ascontiguousarray(s)) for s in shifted) / 2) / 2
+            probabilities = (view(batch) + sum(view(np.ascontiguousarray(s)) for s in shifted) / 2) / 2
         out.append(np.asarray(probabilities))
     probabilities = np.concatenate(out).astype(np.float64)
     return probabilities / probabilities.sum(axis=1, keepdims=True)  # exact sums after float32 softmax

@@ -187,8 +187,9 @@ class Train(_Section):
     jit_compile: bool
 
 
-# flip: average with the mirror image's prediction; flip_translate: and with 1-pixel shifts
-TestTimeAugmentation = Literal["none", "flip", "flip_translate"]
+# flip: average with the mirror image's prediction; flip_translate: and with 1-pixel shifts;
+# translate: with 1-pixel shifts only (inference.predict)
+TestTimeAugmentation = Literal["none", "flip", "flip_translate", "translate"]
 
 
 class Evaluate(_Section):

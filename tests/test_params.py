@@ -87,7 +87,7 @@ def test_loaded_params_are_frozen():
     ("cats_vs_dogs", "cats_vs_dogs.train.fine_tune.layers", 0,
      ["cats_vs_dogs.train.fine_tune.layers", "greater than or equal to 1", "(got 0)"]),
     ("mnist", "mnist.model.pooling", "average", ["mnist.model.pooling", "'flatten'", "'global_max'"]),
-    ("mnist", "mnist.evaluate.tta", "rotate", ["mnist.evaluate.tta", "'none'", "'flip'", "'flip_translate'"]),
+    ("mnist", "mnist.evaluate.tta", "rotate", ["mnist.evaluate.tta", "'none'", "'flip'", "'flip_translate'", "'translate'"]),
     ("cifar10", "cifar10.augment.erasing", 1.5, ["cifar10.augment.erasing", "less than or equal to 1", "(got 1.5)"]),
     ("mnist", "mnist.train.warmup_epochs", -1, ["mnist.train.warmup_epochs", "greater than or equal to 0"]),
     ("cifar10", "cifar10.model.batch_norm_momentum", 1.0, ["cifar10.model.batch_norm_momentum", "less than 1"]),

@@ -53,6 +53,17 @@ def test_flip_translate_adds_one_pixel_shifts_at_half_weight(model_and_images):
     np.testing.assert_allclose(predicted.sum(axis=1), 1.0)
 
 
+def test_translate_is_flip_translate_without_the_mirror_images(model_and_images):
+    model, images = model_and_images
+    padded = np.pad(images, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
+    up_left, down_right = padded[:, :5, :6], padded[:, 2:, 2:]
+    expected = probabilities(model, images) / 2 + (probabilities(model, up_left) + probabilities(model, down_right)) / 4
+    predicted = inference.predict(inference.keras_runner(model), images, 3, "translate")
+    np.testing.assert_allclose(predicted, expected, rtol=1e-5)
+    assert not np.allclose(predicted, inference.predict(inference.keras_runner(model), images, 3, "none"))
+    np.testing.assert_allclose(predicted.sum(axis=1), 1.0)
+
+
 def test_unknown_tta_is_refused(model_and_images):
     model, images = model_and_images
     with pytest.raises(ValueError, match="rotate"):

@@ -3,7 +3,9 @@ beyond one run's luck.
 
     python benchmarks/seeds.py [DATASET ...] [--seeds 43 44] [--dry-run]
 
-The first run of each dataset is the committed one (params.yaml's seed, metrics/ at HEAD). Every
+The first run of each dataset is the committed one (params.yaml's seed, metrics/ at HEAD). Each
+dataset's entry records its params (the seed left out); when HEAD's differ, its runs are of
+another recipe: they move to the file's `superseded` list, and the dataset starts over. Every
 further seed is one `dvc exp run --temp -S datasets.X.seed=S evaluate@X` on the full data of
 params.yaml. The seed draws the validation split from the training images, the initial weights,
 the augmentation and the batch order; the test split is the source's held-out one and stays the
@@ -26,14 +28,19 @@ from pathlib import Path
 
 import yaml
 
-from common import RESULTS, read_at, run_experiment, write_result
+from common import RESULTS, now, read_at, run_experiment, write_result
 
 DATASETS = ["mnist", "cats_vs_dogs", "cifar10"]
 
 
-def committed_seed(dataset: str) -> int:
+def committed_section(dataset: str) -> dict:
     text = subprocess.run(["git", "show", "HEAD:params.yaml"], check=True, capture_output=True, text=True).stdout
-    return yaml.safe_load(text)["datasets"][dataset].get("seed", 42)
+    return yaml.safe_load(text)["datasets"][dataset]
+
+
+def recipe(section: dict) -> dict:
+    """What the seeds share: the dataset's params without the seed."""
+    return {key: value for key, value in section.items() if key != "seed"}
 
 
 def run_row(dataset: str, ref: str, seed: int) -> dict:
@@ -86,9 +93,17 @@ def main() -> int:
                 ref = "HEAD" if run["from"].startswith("committed") else run["from"]
                 run["environment"] = read_at(ref, f"plots/{dataset}/train/metrics.json").get("environment")
     for dataset in args.datasets:
-        if dataset not in result["datasets"]:
-            committed = run_row(dataset, "HEAD", committed_seed(dataset))
-            result["datasets"][dataset] = {"runs": [committed], "spread": spread([committed])}
+        section = committed_section(dataset)
+        entry = result["datasets"].get(dataset)
+        if entry is not None and entry.get("params", recipe(section)) != recipe(section):
+            # another recipe's seeds say nothing of this one's: they start over, and the old ones are kept aside
+            print(f"{dataset}: params.yaml's recipe changed since its seeds ran; starting over from the committed run")
+            result.setdefault("superseded", []).append({"dataset": dataset, "until": now(), **entry})
+            entry = None
+        if entry is None:
+            committed = run_row(dataset, "HEAD", section.get("seed", 42))
+            result["datasets"][dataset] = {"params": recipe(section), "runs": [committed], "spread": spread([committed])}
+        result["datasets"][dataset].setdefault("params", recipe(section))
     for seed in args.seeds:
         for dataset in args.datasets:
             if any(run["seed"] == seed for run in result["datasets"][dataset]["runs"]):

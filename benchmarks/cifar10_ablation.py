@@ -135,11 +135,12 @@ def main() -> int:
     table = rows(args.ladder, args.images_per_class, args.epochs, args.batch_size, args.batch_norm_momentum, args.seed)
     previous = json.loads(results.read_text())["rows"] if results.exists() and not args.dry_run else []
     done = {row["command"]: row for row in previous if "test_accuracy" in row}
-    for index, row in enumerate(table):
+    for row in table:  # every row first, so the write after each run keeps the rows that come later
         row["command"] = " ".join(["dvc", "exp", "run", "--temp", "-n", row["name"],
                                    *(f"-S '{setting}'" for setting in row["settings"]), "evaluate@cifar10"])
         if row["command"] in done:
             row.update(done[row["command"]])
+    for index, row in enumerate(table):
         if args.dry_run and (not args.rows or index in args.rows):
             print(row["command"])
         if args.dry_run or row["command"] in done or (args.rows and index not in args.rows):

@@ -4,8 +4,8 @@ beyond one run's luck.
     python benchmarks/seeds.py [DATASET ...] [--seeds 43 44] [--dry-run]
 
 The first run of each dataset is the committed one (params.yaml's seed, metrics/ at HEAD). Each
-dataset's entry records its params (the seed left out); when HEAD's differ, its runs are of
-another recipe: they move to the file's `superseded` list, and the dataset starts over. Every
+dataset's entry records its params (the seed left out); when HEAD's differ (or none are
+recorded), its runs are of another recipe: they move to the file's `superseded` list, and the dataset starts over. Every
 further seed is one `dvc exp run --temp -S datasets.X.seed=S evaluate@X` on the full data of
 params.yaml. The seed draws the validation split from the training images, the initial weights,
 the augmentation and the batch order; the test split is the source's held-out one and stays the
@@ -94,16 +94,17 @@ def main() -> int:
                 run["environment"] = read_at(ref, f"plots/{dataset}/train/metrics.json").get("environment")
     for dataset in args.datasets:
         section = committed_section(dataset)
+        params = recipe(section)
         entry = result["datasets"].get(dataset)
-        if entry is not None and entry.get("params", recipe(section)) != recipe(section):
-            # another recipe's seeds say nothing of this one's: they start over, and the old ones are kept aside
+        if entry is not None and entry.get("params") != params:
+            # another recipe's seeds (or seeds of an unrecorded one) say nothing of this one's: they
+            # start over, and the old ones are kept aside
             print(f"{dataset}: params.yaml's recipe changed since its seeds ran; starting over from the committed run")
             result.setdefault("superseded", []).append({"dataset": dataset, "until": now(), **entry})
             entry = None
         if entry is None:
             committed = run_row(dataset, "HEAD", section.get("seed", 42))
-            result["datasets"][dataset] = {"params": recipe(section), "runs": [committed], "spread": spread([committed])}
-        result["datasets"][dataset].setdefault("params", recipe(section))
+            result["datasets"][dataset] = {"params": params, "runs": [committed], "spread": spread([committed])}
     for seed in args.seeds:
         for dataset in args.datasets:
             if any(run["seed"] == seed for run in result["datasets"][dataset]["runs"]):

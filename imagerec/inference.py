@@ -97,12 +97,17 @@ def predict(run: Runner, pixels: np.ndarray, batch_size: int, tta: str = "none")
     - "translate" is flip_translate without the mirror images, for what a flip changes (digits)."""
     if tta not in TTA_MODES:
         raise ValueError(f"unknown test-time augmentation {tta!r}")
-    view = run if tta in ("none", "translate") else lambda batch: (run(batch) + run(np.ascontiguousarray(batch[:, :, ::-1]))) / 2
+    mirror, shifts = tta in ("flip", "flip_translate"), tta in ("flip_translate", "translate")
+
+    def view(batch):  # the image's probabilities, averaged with its mirror image's where the mode says
+        if not mirror:
+            return run(batch)
+        return (run(batch) + run(np.ascontiguousarray(batch[:, :, ::-1]))) / 2
 
     out = []
     for start in range(0, len(pixels), batch_size):
         batch = np.asarray(pixels[start:start + batch_size], dtype=np.float32)
-        if tta in ("none", "flip"):
+        if not shifts:
             probabilities = view(batch)
         else:
             height, width = batch.shape[1:3]

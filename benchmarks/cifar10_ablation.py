@@ -2,13 +2,18 @@
 per lever. Two ladders:
 
 - `recipe` (the default): batch norm, augmentation, the schedule, random erasing and test-time
-  augmentation, on top of params.yaml's cifar10 recipe; the last row is that recipe itself.
+  augmentation, on top of the AdamW recipe (params.yaml's cifar10 recipe until 2026-12-05); the
+  last row is that recipe itself.
 - `airbench`: issue 18's levers in airbench's order (arXiv:2404.00498, KellerJordan/cifar10-zoo):
   a baseline with Nesterov SGD, flip + 2-pixel shifts and flip TTA, then + the frozen
   patch-whitening layer, + identity initialisation, + batch norm without weights and with 64x
   faster offsets, + weight averaging (lookahead), + multi-crop TTA, + the alternating flip.
-  Its hyperparameters are airbench's, translated to Keras (see AIRBENCH_BASE). An extra first
-  row runs params.yaml's recipe at the same budget, for comparison.
+  Its hyperparameters are airbench's, translated to Keras (see airbench_base); its last row is
+  params.yaml's cifar10 recipe since 2026-12-05. An extra first row runs the AdamW recipe at the
+  same budget, for comparison.
+
+Every row sets each lever explicitly, on or off, so a row means the same whatever params.yaml's
+cifar10 section holds.
 
     python benchmarks/cifar10_ablation.py [--ladder recipe|airbench] [--images-per-class N]
         [--epochs E] [--batch-size B] [--batch-norm-momentum M] [--rows I ...] [--seed S] [--results FILE] [--dry-run]
@@ -18,7 +23,7 @@ budget is `preprocess.max_per_class` training images per class (0: all) and `epo
 validation and test splits stay whole (CIFAR-10 has 500 validation and 1,000 test images per
 class). The recipe ladder's default budget (500 and 10, 20 minutes on two cores) also needs
 batch norm's moving statistics to follow the weights sooner (`--batch-norm-momentum`, 0.9
-instead of params.yaml's 0.99): with 0.99 and 200 steps, validation accuracy stayed at chance in
+instead of the AdamW recipe's 0.99): with 0.99 and 200 steps, validation accuracy stayed at chance in
 every row with batch norm. The airbench ladder sets airbench's 0.6 itself. Every row trains its
 own model, the TTA row too: DVC's run cache cannot restore these stages, whose plot outputs are
 not cached.
@@ -40,8 +45,8 @@ from common import read_at, run_experiment, write_result
 RESULT_FILES = {"recipe": RESULTS_DIR / "cifar10_ablation.json", "airbench": RESULTS_DIR / "cifar10_ablation_airbench.json"}
 C = "datasets.cifar10."
 
-# (row label, the overrides that switch this lever off); a row switches off its own lever's
-# successors, so row 0 has every lever off and the last row has none.
+# (row label, the overrides that switch this lever off the AdamW recipe below); a row switches
+# off its own lever's successors, so row 0 has every lever off and the last row has none.
 RECIPE_LEVERS = [
     ("+ batch norm", [C + "model.batch_norm=false"]),
     ("+ augmentation: flips, 4-pixel shifts", [C + "augment.enabled=false"]),
@@ -51,6 +56,24 @@ RECIPE_LEVERS = [
     ("+ random erasing", [C + "augment.erasing=0"]),
     ("+ test-time augmentation: flips and 1-pixel shifts", [C + "evaluate.tta=none"]),
 ]
+
+
+def merged(settings: list[str]) -> list[str]:
+    """The settings without those a later one overrides (DVC applies them in order, the last wins)."""
+    keys = [setting.lstrip("+").split("=", 1)[0] for setting in settings]
+    return [setting for index, setting in enumerate(settings) if keys[index] not in keys[index + 1:]]
+
+
+# params.yaml's cifar10 recipe until 2026-12-05 (AdamW, 30 epochs of batch 256), as overrides of
+# any params.yaml: the recipe ladder's last row and the airbench ladder's first. Each ladder sets
+# its own budget (epochs, images per class) and batch norm momentum.
+ADAMW_RECIPE = [C + setting for setting in (
+    "augment.flip=horizontal", "augment.translation=0.125", "augment.erasing=0.5",
+    "model.dropout=0.1", "model.activation=relu", "model.whitening_patch=0", "model.dirac_init=false",
+    "model.batch_norm_scale=true", "model.batch_norm_bias_multiplier=1.0", "model.logit_scale=1.0",
+    "train.batch_size=256", "train.learning_rate=0.003", "train.schedule=cosine", "train.warmup_epochs=1",
+    "train.weight_decay=0.05", "train.label_smoothing=0.1", "train.optimizer=adam", "train.momentum=0.9",
+    "train.lookahead=null", "train.early_stopping_patience=10", "evaluate.tta=flip_translate")]
 
 
 def airbench_base(batch_size: int) -> list[str]:
@@ -66,22 +89,29 @@ def airbench_base(batch_size: int) -> list[str]:
             C + "train.weight_decay=0.009", C + "train.label_smoothing=0.2", C + "train.schedule=cosine",
             C + "train.warmup_epochs=1", C + "train.early_stopping_patience=0",
             C + "model.batch_norm_momentum=0.6", C + "model.activation=gelu", C + "model.dropout=0.0",
-            C + "model.logit_scale=0.1111",
-            C + "augment.flip=horizontal", C + "augment.translation=0.0625", C + "augment.erasing=0",
-            C + "evaluate.tta=flip"]
+            C + "model.logit_scale=0.1111", C + "augment.translation=0.0625", C + "augment.erasing=0"]
 
 
-# (row label, the overrides that switch this lever on): cumulative from the baseline.
+# (row label, the overrides that switch this lever on, those that switch it off): cumulative from
+# the baseline, which has every lever off. Both are explicit, so a row means the same whatever
+# params.yaml's cifar10 recipe is (since 2026-12-05 it is the last row).
 AIRBENCH_LEVERS = [
-    ("+ frozen patch-whitening first layer (2x2)", [C + "model.whitening_patch=2"]),
-    ("+ identity (dirac) initialisation", [C + "model.dirac_init=true"]),
+    ("+ frozen patch-whitening first layer (2x2)", [C + "model.whitening_patch=2"], [C + "model.whitening_patch=0"]),
+    ("+ identity (dirac) initialisation", [C + "model.dirac_init=true"], [C + "model.dirac_init=false"]),
     ("+ batch norm offsets at 64x the learning rate, no batch norm weights",
-     [C + "model.batch_norm_scale=false", C + "model.batch_norm_bias_multiplier=8"]),
+     [C + "model.batch_norm_scale=false", C + "model.batch_norm_bias_multiplier=8"],
+     [C + "model.batch_norm_scale=true", C + "model.batch_norm_bias_multiplier=1.0"]),
     ("+ weight averaging (lookahead, every 5 steps from epoch 3)",
-     ["++" + C + "train.lookahead={every_steps: 5, start_epochs: 3, decay: 0.95}"]),
-    ("+ multi-crop test-time augmentation (flips and 1-pixel shifts)", [C + "evaluate.tta=flip_translate"]),
-    ("+ alternating flip", [C + "augment.flip=horizontal_alternating"]),
+     ["++" + C + "train.lookahead={every_steps: 5, start_epochs: 3, decay: 0.95}"], [C + "train.lookahead=null"]),
+    ("+ multi-crop test-time augmentation (flips and 1-pixel shifts)", [C + "evaluate.tta=flip_translate"],
+     [C + "evaluate.tta=flip"]),
+    ("+ alternating flip", [C + "augment.flip=horizontal_alternating"], [C + "augment.flip=horizontal"]),
 ]
+
+
+def airbench_settings(batch_size: int) -> list[str]:
+    """airbench's recipe: its hyperparameters with every lever on (params.yaml's cifar10 recipe)."""
+    return airbench_base(batch_size) + [setting for _, on, _ in AIRBENCH_LEVERS for setting in on]
 
 
 def rows(ladder: str, images_per_class: int, epochs: int, batch_size: int, batch_norm_momentum: float,
@@ -91,20 +121,21 @@ def rows(ladder: str, images_per_class: int, epochs: int, batch_size: int, batch
     if seed is not None:  # another seed of the same ladder: its own settings, names and results file
         budget.append(C + f"seed={seed}")
         suffix = f"-seed{seed}"
+    adamw = ADAMW_RECIPE + budget + [C + f"model.batch_norm_momentum={batch_norm_momentum}"]
     out = []
     if ladder == "recipe":
-        budget.append(C + f"model.batch_norm_momentum={batch_norm_momentum}")
         for index, label in enumerate(["baseline CNN"] + [label for label, _ in RECIPE_LEVERS]):
             off = [setting for _, settings in RECIPE_LEVERS[index:] for setting in settings]
-            out.append({"row": label, "name": f"cifar10-ablation-{index}{suffix}", "settings": budget + off})
+            out.append({"row": label, "name": f"cifar10-ablation-{index}{suffix}", "settings": merged(adamw + off)})
         return out
-    out.append({"row": "params.yaml's cifar10 recipe (AdamW), same budget", "name": f"cifar10-airbench-recipe{suffix}",
-                "settings": budget + [C + f"model.batch_norm_momentum={batch_norm_momentum}"]})
-    on = budget + airbench_base(batch_size)
-    for index, (label, settings) in enumerate([("baseline: Nesterov SGD, flip + 2-pixel shifts, flip TTA", [])]
-                                              + AIRBENCH_LEVERS):
-        on = on + settings
-        out.append({"row": label, "name": f"cifar10-airbench-{index}{suffix}", "settings": on})
+    out.append({"row": "the AdamW recipe (params.yaml's until 2026-12-05), same budget",
+                "name": f"cifar10-airbench-recipe{suffix}", "settings": merged(adamw)})
+    for index, label in enumerate(["baseline: Nesterov SGD, flip + 2-pixel shifts, flip TTA"]
+                                  + [label for label, _, _ in AIRBENCH_LEVERS]):
+        on = [setting for _, settings, _ in AIRBENCH_LEVERS[:index] for setting in settings]
+        off = [setting for _, _, settings in AIRBENCH_LEVERS[index:] for setting in settings]
+        out.append({"row": label, "name": f"cifar10-airbench-{index}{suffix}",
+                    "settings": merged(budget + airbench_base(batch_size) + on + off)})
     return out
 
 

@@ -23,8 +23,8 @@ budget is `preprocess.max_per_class` training images per class (0: all) and `epo
 validation and test splits stay whole (CIFAR-10 has 500 validation and 1,000 test images per
 class). The recipe ladder's default budget (500 and 10, 20 minutes on two cores) also needs
 batch norm's moving statistics to follow the weights sooner (`--batch-norm-momentum`, 0.9
-instead of the AdamW recipe's 0.99): with 0.99 and 200 steps, validation accuracy stayed at chance in
-every row with batch norm. The airbench ladder sets airbench's 0.6 itself. Every row trains its
+instead of the AdamW recipe's 0.99): with 0.99 and 200 steps, validation accuracy stayed at
+chance in every row with batch norm. The airbench ladder sets airbench's 0.6 itself. Every row trains its
 own model, the TTA row too: DVC's run cache cannot restore these stages, whose plot outputs are
 not cached.
 

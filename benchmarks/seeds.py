@@ -15,8 +15,9 @@ their seeds, and the table says so when it mixes them.
 
 Rounds go seed by seed across the datasets. The results file is rewritten after every run, and the
 runs it holds are not repeated, so a run cut short is continued by running the command again. Writes benchmarks/results/seeds.json and prints the table.
-Needs the data where `dvc repro` finds it (IMAGEREC_MIRROR for a mirror); a CIFAR-10 seed takes
-about an hour on two cores, MNIST and Cats vs Dogs about ten minutes each.
+Needs the data where `dvc repro` finds it (IMAGEREC_MIRROR for a mirror). On two cores with
+AVX-512, a CIFAR-10 seed takes about 25 minutes (airbench's recipe), MNIST and Cats vs Dogs about
+ten minutes each; without AVX-512, several times that.
 """
 import argparse
 import json
@@ -87,6 +88,7 @@ def main() -> int:
     # runs already in the results file are kept, so a run cut short is continued, not repeated
     result = json.loads(args.results.read_text()) if args.results.exists() else {"datasets": {}}
     result["command"] = "python benchmarks/seeds.py " + " ".join(sys.argv[1:])
+    result.pop("machine", None)  # write_result stamps this machine's; each run records its own
     for dataset, entry in result["datasets"].items():  # runs recorded before runs recorded their machine
         for run in entry["runs"]:
             if run.get("environment") is None:

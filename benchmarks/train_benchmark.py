@@ -310,7 +310,7 @@ def with_settings(params_file: Path, settings: list[str], out: Path) -> Path:
 def airbench_settings() -> list[str]:
     """The ladder's last row at its full budget: every lever, batch 1,024, 10 epochs (the epochs
     belong to the recipe: its schedule decays over them). params.yaml's cifar10 recipe since
-    2026-12-05, set explicitly so that `--airbench` means the same on any params.yaml."""
+    2026-12-06, set explicitly so that `--airbench` means the same on any params.yaml."""
     from cifar10_ablation import C, airbench_settings
 
     return airbench_settings(1024) + [C + "train.epochs=10"]

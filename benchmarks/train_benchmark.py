@@ -60,6 +60,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
+
+import cifar10_ablation
 from common import child_env, now, read_at, run_measured, text_at, write_result
 
 REPO = Path(__file__).resolve().parents[1]
@@ -307,13 +309,11 @@ def with_settings(params_file: Path, settings: list[str], out: Path) -> Path:
     return out
 
 
-def airbench_settings() -> list[str]:
+def airbench_full_budget() -> list[str]:
     """The ladder's last row at its full budget: every lever, batch 1,024, 10 epochs (the epochs
     belong to the recipe: its schedule decays over them). params.yaml's cifar10 recipe since
     2026-12-06, set explicitly so that `--airbench` means the same on any params.yaml."""
-    from cifar10_ablation import C, airbench_settings
-
-    return airbench_settings(1024) + [C + "train.epochs=10"]
+    return cifar10_ablation.airbench_settings(1024) + [cifar10_ablation.C + "train.epochs=10"]
 
 
 def comparison(mnist: dict | None, reference: dict | None) -> dict | None:
@@ -476,7 +476,7 @@ def main() -> int:
     measured, failed = {}, []
     with tempfile.TemporaryDirectory() as scratch:
         # --set comes last, so it changes what --airbench sets
-        params_file = with_settings(args.params, (airbench_settings() if args.airbench else []) + args.settings,
+        params_file = with_settings(args.params, (airbench_full_budget() if args.airbench else []) + args.settings,
                                     Path(scratch) / "params.yaml")
         for name, dataset in runs:
             result = measured_child(name if name.startswith("reference:") else dataset, args, params_file)

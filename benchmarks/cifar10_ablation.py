@@ -24,9 +24,9 @@ validation and test splits stay whole (CIFAR-10 has 500 validation and 1,000 tes
 class). The recipe ladder's default budget (500 and 10, 20 minutes on two cores) also needs
 batch norm's moving statistics to follow the weights sooner (`--batch-norm-momentum`, 0.9
 instead of the AdamW recipe's 0.99): with 0.99 and 200 steps, validation accuracy stayed at
-chance in every row with batch norm. The airbench ladder sets airbench's 0.6 itself. Every row trains its
-own model, the TTA row too: DVC's run cache cannot restore these stages, whose plot outputs are
-not cached.
+chance in every row with batch norm. The airbench ladder sets airbench's 0.6 itself. A TTA row
+changes evaluation only: the recipe ladder's (2026-11-26) trained its own model again, the
+airbench ladder's took its predecessor's training from DVC's run cache (the same seconds).
 
 For every row, reads from its experiment's commit: test accuracy (metrics/cifar10.json), the
 last epoch's validation accuracy and the training seconds (plots/cifar10/train/metrics.json).

@@ -11,7 +11,7 @@ from keras import layers
 
 def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_units, dropout, pooling="flatten",
         batch_norm_momentum=0.99, activation="relu", whitening_patch=0, dirac_init=False, batch_norm_scale=True,
-        batch_norm_bias_multiplier=1.0, logit_scale=1.0, whitening_images=None):
+        batch_norm_bias_multiplier=1.0, logit_scale=1.0, batch_norm_epsilon=1e-3, whitening_images=None):
     """A CNN from scratch: per block, a 3x3 convolution, 2x2 max pooling, then the block's other
     3x3 convolutions at half the size (pooling early spares the later convolutions three
     quarters of their work, airbench's layout); batch norm and the activation after every
@@ -19,8 +19,9 @@ def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_un
     (global_max).
 
     batch_norm_momentum is Keras' (the weight of the old moving statistics): lower values
-    follow the training weights sooner, which a short run needs. airbench's levers (issue 18,
-    each off by default):
+    follow the training weights sooner, which a short run needs. batch_norm_epsilon is added to
+    the batch's variance (Keras' 1e-3, airbench's 1e-12). airbench's levers (issue 18, each off
+    by default):
     - whitening_patch: a frozen first convolution that whitens the image's patches of this side
       (whitening_weights, from `whitening_images`), with no batch norm after it;
     - dirac_init: every block convolution starts as the identity on its input channels;
@@ -56,8 +57,8 @@ def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_un
                 x = layers.MaxPooling2D()(x)
             if batch_norm:
                 separate_offset = batch_norm_bias_multiplier != 1
-                x = layers.BatchNormalization(momentum=batch_norm_momentum, scale=batch_norm_scale,
-                                              center=not separate_offset)(x)
+                x = layers.BatchNormalization(momentum=batch_norm_momentum, epsilon=batch_norm_epsilon,
+                                              scale=batch_norm_scale, center=not separate_offset)(x)
                 if separate_offset:
                     x = Offset(batch_norm_bias_multiplier)(x)
             x = activate(x)

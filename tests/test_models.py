@@ -57,6 +57,15 @@ def test_batch_norm_momentum_reaches_every_batch_norm_layer():
     assert momenta == [0.6, 0.6]
 
 
+def test_batch_norm_epsilon_reaches_every_batch_norm_layer_and_defaults_to_keras():
+    default = models.build(dataset_params("cifar10", model=TINY_CNN).model, (16, 16, 3), 10)
+    p = dataset_params("cifar10", model={**TINY_CNN, "batch_norm_epsilon": 1e-12})
+    model = models.build(p.model, (16, 16, 3), 10)
+    epsilons = [[layer.epsilon for layer in m.layers if isinstance(layer, keras.layers.BatchNormalization)]
+                for m in (default, model)]
+    assert epsilons == [[1e-3, 1e-3], [1e-12, 1e-12]]
+
+
 def test_mixed_precision_trains_in_float16_and_saves_in_float32(tmp_path):
     p = dataset_params("mnist", model=TINY_CNN, train={"mixed_precision": True, "batch_size": 20})
     model = models.build(p.model, (28, 28, 1), 10, mixed_precision=p.train.mixed_precision)

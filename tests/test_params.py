@@ -91,6 +91,7 @@ def test_loaded_params_are_frozen():
     ("cifar10", "cifar10.augment.erasing", 1.5, ["cifar10.augment.erasing", "less than or equal to 1", "(got 1.5)"]),
     ("mnist", "mnist.train.warmup_epochs", -1, ["mnist.train.warmup_epochs", "greater than or equal to 0"]),
     ("cifar10", "cifar10.model.batch_norm_momentum", 1.0, ["cifar10.model.batch_norm_momentum", "less than 1"]),
+    ("cifar10", "cifar10.model.batch_norm_epsilon", 0, ["cifar10.model.batch_norm_epsilon", "greater than 0"]),
     ("cifar10", "cifar10.train.mixed_precision", "yes", ["cifar10.train.mixed_precision", "valid boolean"]),
     ("mnist", "mnist.train.jit_compile", 1, ["mnist.train.jit_compile", "valid boolean", "(got 1)"]),
 ])
@@ -159,6 +160,15 @@ def test_any_default_can_be_overridden_key_by_key(tmp_path, settings):
     del settings["mine"]["train"]["fine_tune"]
     loaded = params.load("mine", write(tmp_path, settings))
     assert loaded.model.filters == [8] and loaded.model.convs_per_block == 2 and loaded.preprocess.image_size == 96
+
+
+def test_a_float_without_a_dot_is_a_number_as_dvc_writes_it(tmp_path):
+    # `dvc exp run -S datasets.mine.train.learning_rate=0.00001` writes 1e-05, which YAML 1.1 reads as a string.
+    path = tmp_path / "params.yaml"
+    path.write_text("datasets:\n  mine:\n    fetch: {source: folder, path: x}\n"
+                    "    train: {learning_rate: 1e-05, weight_decay: 5E-4, epochs: 3}\n")
+    loaded = params.load("mine", path)
+    assert (loaded.train.learning_rate, loaded.train.weight_decay, loaded.train.epochs) == (1e-05, 5e-4, 3)
 
 
 def test_a_section_without_fetch_is_refused(tmp_path, settings):

@@ -3,7 +3,9 @@ beyond one run's luck.
 
     python benchmarks/seeds.py [DATASET ...] [--seeds 43 44] [--dry-run]
 
-The first run of each dataset is the committed one (params.yaml's seed, metrics/ at HEAD). Each
+The first run of each dataset is the committed one (params.yaml's seed, metrics/ at HEAD), read
+again on every call: after a new full run of the same recipe, the command with seeds already run
+refreshes it. Each
 dataset's entry records its params (the seed left out); when HEAD's differ (or none are
 recorded), its runs are of another recipe: they move to the file's `superseded` list, and the dataset starts over. Every
 further seed is one `dvc exp run --temp -S datasets.X.seed=S evaluate@X` on the full data of
@@ -104,9 +106,14 @@ def main() -> int:
             print(f"{dataset}: params.yaml's recipe changed since its seeds ran; starting over from the committed run")
             result.setdefault("superseded", []).append({"dataset": dataset, "until": now(), **entry})
             entry = None
+        # The committed run is read again every time: a later full run of the same recipe (another
+        # machine, a change of code) replaces it at HEAD.
+        committed = run_row(dataset, "HEAD", section.get("seed", 42))
         if entry is None:
-            committed = run_row(dataset, "HEAD", section.get("seed", 42))
             result["datasets"][dataset] = {"params": params, "runs": [committed], "spread": spread([committed])}
+        else:
+            entry["runs"] = [committed] + [run for run in entry["runs"] if not run["from"].startswith("committed")]
+            entry["spread"] = spread(entry["runs"])
     for seed in args.seeds:
         for dataset in args.datasets:
             if any(run["seed"] == seed for run in result["datasets"][dataset]["runs"]):

@@ -43,12 +43,14 @@ def _one_line(err: Exception, limit: int = 200) -> str:
 
 def load_keras(path: Path) -> keras.Model:
     """A .keras file, loaded with Keras' safe mode: a model that needs arbitrary code (a Lambda
-    layer) is refused; so is a damaged file or one naming a layer this Keras does not know."""
+    layer) is refused; so is a damaged file or one naming a layer this Keras does not know.
+    Without its optimizer (compile=False): predicting needs none, and a model trained with
+    imagerec's own schedule (training.TriangleSchedule) then loads without the training code."""
     path = Path(path)
     if not zipfile.is_zipfile(path):  # Keras reports a truncated file as "File not found"
         raise ImagerecError(f"{path}: not a .keras file (damaged or truncated?)")
     try:
-        return keras.models.load_model(path, safe_mode=True)
+        return keras.models.load_model(path, safe_mode=True, compile=False)
     except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as err:
         if "safe_mode" in str(err):  # Keras' own text runs to ~500 characters
             raise ImagerecError(f"{path}: refused to load: it holds code to run (a Lambda layer), which "

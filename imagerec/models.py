@@ -11,7 +11,8 @@ from keras import layers
 
 def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_units, dropout, pooling="flatten",
         batch_norm_momentum=0.99, activation="relu", whitening_patch=0, dirac_init=False, batch_norm_scale=True,
-        batch_norm_bias_multiplier=1.0, logit_scale=1.0, batch_norm_epsilon=1e-3, whitening_images=None):
+        batch_norm_bias_multiplier=1.0, logit_scale=1.0, batch_norm_epsilon=1e-3, kernel_init="glorot_uniform",
+        whitening_images=None):
     """A CNN from scratch: per block, a 3x3 convolution, 2x2 max pooling, then the block's other
     3x3 convolutions at half the size (pooling early spares the later convolutions three
     quarters of their work, airbench's layout); batch norm and the activation after every
@@ -29,7 +30,14 @@ def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_un
     - batch_norm_bias_multiplier m: batch norm's offset is m times a trained variable (Offset),
       which multiplies the offset's learning rate by m**2 under SGD (8: airbench's 64x);
     - logit_scale: the classifier's outputs are multiplied by it before the softmax (airbench:
-      1/9), which slows the head's learning as airbench's learning rate expects."""
+      1/9), which slows the head's learning as airbench's learning rate expects;
+    - kernel_init="pytorch": convolutions and classifier start uniform within 1/sqrt(fan_in),
+      PyTorch's default, where Keras' Glorot bound also counts the outputs."""
+    def init():  # a new initializer per layer: an unseeded instance draws the same values on every call
+        if kernel_init == "glorot_uniform":
+            return "glorot_uniform"
+        # PyTorch's kaiming_uniform(a=sqrt(5)): bound sqrt(3 x scale / fan_in) = 1 / sqrt(fan_in)
+        return keras.initializers.VarianceScaling(1 / 3, "fan_in", "uniform")
     def activate(x):  # ReLU as its own layer, as models trained before the activation lever have it
         return layers.ReLU()(x) if activation == "relu" else layers.Activation(activation)(x)
 
@@ -37,19 +45,18 @@ def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_un
     x = layers.Rescaling(1 / 255)(inputs)
     if whitening_patch:
         channels = 2 * whitening_patch ** 2 * input_shape[-1]
-        # Frozen; its bias, which centres the patches, goes on learning (a layer of its own, since a
+        # Frozen, its bias too: together they standardise and whiten the patches. A bias that starts
+        # at zero learns after it, as airbench's does on standardised images, so that weight decay
+        # pulls it towards centred patches, not towards raw pixels (a layer of its own, since a
         # variable's trainable flag is not saved, a layer's is).
-        whitening = layers.Conv2D(channels, whitening_patch, use_bias=False, trainable=False, name="whitening")
-        centring = Offset(1.0, name="whitening_bias")
-        x = centring(whitening(x))
+        whitening = layers.Conv2D(channels, whitening_patch, trainable=False, name="whitening")
+        x = Offset(1.0, name="whitening_bias")(whitening(x))
         if whitening_images is not None:
-            kernel, bias = whitening_weights(whitening_images, whitening_patch)
-            whitening.set_weights([kernel])
-            centring.set_weights([bias])
+            whitening.set_weights(whitening_weights(whitening_images, whitening_patch))
         x = activate(x)
     for width in filters:
         for i in range(convs_per_block):
-            conv = layers.Conv2D(width, 3, padding="same", use_bias=not batch_norm)
+            conv = layers.Conv2D(width, 3, padding="same", use_bias=not batch_norm, kernel_initializer=init())
             x = conv(x)
             if dirac_init:
                 conv.kernel.assign(dirac(conv.kernel.numpy()))
@@ -65,12 +72,13 @@ def cnn(input_shape, num_classes, filters, convs_per_block, batch_norm, dense_un
     x = {"flatten": layers.Flatten, "global_max": layers.GlobalMaxPooling2D}[pooling]()(x)
     if dense_units:
         x = layers.Dropout(dropout)(x)
-        x = layers.Dense(dense_units, activation="relu")(x)
+        x = layers.Dense(dense_units, activation="relu", kernel_initializer=init())(x)
     x = layers.Dropout(dropout)(x)
     if logit_scale == 1:
-        outputs = layers.Dense(num_classes, activation="softmax", dtype="float32")(x)
+        outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", kernel_initializer=init())(x)
     else:
-        logits = layers.Rescaling(logit_scale, dtype="float32")(layers.Dense(num_classes, dtype="float32")(x))
+        head = layers.Dense(num_classes, dtype="float32", kernel_initializer=init())
+        logits = layers.Rescaling(logit_scale, dtype="float32")(head(x))
         outputs = layers.Softmax(dtype="float32")(logits)
     return keras.Model(inputs, outputs, name="cnn")
 

@@ -141,6 +141,9 @@ class CnnModel(_Section):
     # Added to batch norm's variance: Keras' 1e-3, airbench's 1e-12. On CIFAR-10 the variances stay
     # above 0.016, so the choice moved little (docs/results.md, "CIFAR-10's recipe: airbench's levers").
     batch_norm_epsilon: float = Field(default=1e-3, gt=0, le=0.1)
+    # How the convolutions and the classifier start: Keras' glorot_uniform, or PyTorch's default
+    # (uniform within 1/sqrt(fan_in)), which airbench's layers start from: 2.4x narrower for its head.
+    kernel_init: Literal["glorot_uniform", "pytorch"] = "glorot_uniform"
 
     @model_validator(mode="after")
     def _levers_need_batch_norm(self):
@@ -175,12 +178,21 @@ class Lookahead(_Section):
     decay: float = Field(gt=0, lt=1)
 
 
+class Triangle(_Section):
+    """airbench's schedule: the rate rises linearly from `start` x learning_rate to learning_rate
+    at `peak` (a fraction of all steps), then falls linearly to `end` x learning_rate."""
+    start: float = Field(ge=0, le=1)
+    peak: float = Field(ge=0, lt=1)
+    end: float = Field(ge=0, le=1)
+
+
 class Train(_Section):
     epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)  # per replica (see strategy)
     learning_rate: float = Field(gt=0, le=10)  # per replica: N replicas train at N times this rate
-    schedule: Literal["constant", "cosine"]
+    schedule: Literal["constant", "cosine", "triangle"]
     warmup_epochs: int = Field(ge=0)  # cosine only: the rate rises linearly from 0 first
+    triangle: Triangle = Triangle(start=0.2, peak=0.23, end=0.07)  # triangle only; airbench's shape
     weight_decay: float = Field(ge=0)
     label_smoothing: float = Field(ge=0, lt=1)
     # adam: Adam, AdamW when weight_decay > 0 (decoupled, as a fraction per unit of learning rate);
@@ -395,6 +407,11 @@ def _count_values(node, limit: int = MAX_VALUES) -> int:
     return count
 
 
+def load_yaml(text: str):
+    """YAML text as Python values, floats read as YAML 1.2 and DVC read them (`1e-12` is a number)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+
+
 def read_sections(path: str | Path = PARAMS_FILE) -> dict[str, dict]:
     """params.yaml's `datasets:` mapping, its names checked; the sections as written."""
     path = Path(path)
@@ -407,7 +424,7 @@ def read_sections(path: str | Path = PARAMS_FILE) -> dict[str, dict]:
     except UnicodeDecodeError as err:
         raise ImagerecError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
     try:
-        raw = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+        raw = load_yaml(text)
     # Besides YAMLError, PyYAML's constructors let through what converting a scalar raises
     # (`2001-13-45` as a date, `!!int x`), and its parser recurses once per nesting level.
     except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError, RecursionError) as err:

@@ -141,6 +141,27 @@ class Lookahead(keras.callbacks.Callback):
             self.model.set_weights(self.average)
 
 
+@keras.saving.register_keras_serializable(package="imagerec")
+class TriangleSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """params.Triangle: linear from start x rate up to the rate at step int(peak x total_steps),
+    then linear down to end x rate at the last step (airbench's `triangle`)."""
+
+    def __init__(self, learning_rate: float, total_steps: int, start: float, peak: float, end: float):
+        self.learning_rate, self.total_steps = learning_rate, total_steps
+        self.start, self.peak, self.end = start, peak, end
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        top = float(int(self.peak * self.total_steps))
+        rising = self.start + (1 - self.start) * step / max(top, 1.0)
+        falling = 1 + (self.end - 1) * (step - top) / max(self.total_steps - top, 1.0)
+        return self.learning_rate * keras.ops.where(step < top, rising, falling)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "total_steps": self.total_steps,
+                "start": self.start, "peak": self.peak, "end": self.end}
+
+
 class _MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
     """Works around two bugs of Keras 3's fit under MultiWorkerMirroredStrategy (keras-team/keras#20585):
     it reduces its first (x, y) batch with one `reduce` call (MirroredStrategy maps a nest, this
@@ -180,15 +201,18 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 def compile_model(model: keras.Model, train_params, learning_rate: float, epochs: int, warmup_epochs: int,
                   steps_per_epoch: int) -> None:
-    """Adam (AdamW with weight decay) or Nesterov SGD at a constant rate, or cosine decay after a linear warm-up;
-    the train step XLA-compiled if `train_params.jit_compile`. A mixed-precision model gets Keras'
-    loss scaling from `compile` itself."""
+    """Adam (AdamW with weight decay) or Nesterov SGD at a constant rate, by cosine decay after a
+    linear warm-up, or by airbench's triangle; the train step XLA-compiled if
+    `train_params.jit_compile`. A mixed-precision model gets Keras' loss scaling from `compile` itself."""
     rate = learning_rate
     if train_params.schedule == "cosine":
         warmup = min(warmup_epochs, epochs - 1) * steps_per_epoch
         rate = keras.optimizers.schedules.CosineDecay(
             0.0 if warmup else learning_rate, decay_steps=epochs * steps_per_epoch - warmup,
             warmup_target=learning_rate if warmup else None, warmup_steps=warmup)
+    elif train_params.schedule == "triangle":
+        shape = train_params.triangle
+        rate = TriangleSchedule(learning_rate, epochs * steps_per_epoch, shape.start, shape.peak, shape.end)
     if train_params.optimizer == "sgd_nesterov":
         optimizer = keras.optimizers.SGD(rate, momentum=train_params.momentum, nesterov=True,
                                          weight_decay=train_params.weight_decay or None)

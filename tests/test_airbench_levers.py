@@ -34,8 +34,21 @@ def test_whitening_layer_decorrelates_the_patches_it_was_computed_from():
     # identity up to the eps that keeps the smallest eigenvalues from blowing up
     np.testing.assert_allclose(np.diag(second_moment), 1, atol=0.05)
     assert np.abs(second_moment - np.diag(np.diag(second_moment))).max() < 0.02
-    assert model.get_layer("whitening").trainable_weights == []  # frozen; its bias trains
+    assert model.get_layer("whitening").trainable_weights == []  # frozen, its bias too
     assert [w.name for w in model.get_layer("whitening_bias").trainable_weights] == ["offset"]
+
+
+def test_the_whitening_layers_trained_bias_starts_at_zero_on_centred_patches():
+    """Weight decay pulls the trained bias towards zero, and zero must mean the centred patches
+    airbench's bias starts from, not the raw pixels' patches."""
+    images, _ = labelled_images()
+    model = models.build(dataset_params("cifar10", model=LEVERS).model, images.shape[1:], 4, whitening_images=images)
+    assert not model.get_layer("whitening_bias").get_weights()[0].any()
+    whitened = keras.Model(model.input, model.get_layer("whitening_bias").output)
+    out = np.asarray(whitened(images.astype("float32"))).reshape(-1, 24)
+    # centred by the per-pixel mean, so within a few tenths (these images' edges differ from the
+    # middle); without the frozen bias the first channel's mean is 0.97
+    np.testing.assert_allclose(out.mean(axis=0), 0, atol=0.2)
 
 
 def test_whitening_is_fit_on_a_seeded_sample_of_5000_training_images_and_only_when_the_model_has_it():
@@ -103,7 +116,8 @@ def test_levers_that_change_batch_norm_need_batch_norm():
 
 def test_a_model_with_every_lever_saves_and_loads_in_safe_mode_without_warnings(tmp_path):
     images, labels = labelled_images()
-    p = dataset_params("cifar10", model=LEVERS, train={"optimizer": "sgd_nesterov", "momentum": 0.85})
+    p = dataset_params("cifar10", model=LEVERS, train={"optimizer": "sgd_nesterov", "momentum": 0.85,
+                                                       "schedule": "triangle"})
     model = models.build(p.model, images.shape[1:], 4, whitening_images=images)
     training.compile_model(model, p.train, 0.05, 1, 0, 4)
     model.fit(images.astype("float32"), keras.utils.to_categorical(labels, 4), batch_size=60, epochs=1, verbose=0)
@@ -112,6 +126,8 @@ def test_a_model_with_every_lever_saves_and_loads_in_safe_mode_without_warnings(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. Keras' "Skipping variable loading for optimizer"
         loaded, _ = inference.load(tmp_path / "m")
+    # Loaded without its optimizer, whose schedule (TriangleSchedule) is training code
+    assert getattr(loaded, "optimizer", None) is None
     x = images[:8].astype("float32")
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
 
@@ -124,6 +140,33 @@ def test_sgd_nesterov_is_compiled_with_its_momentum_and_decoupled_weight_decay()
     optimizer = model.optimizer
     assert isinstance(optimizer, keras.optimizers.SGD) and optimizer.nesterov
     assert optimizer.momentum == 0.85 and optimizer.weight_decay == 0.01
+
+
+def test_pytorch_kernel_init_draws_each_layer_within_one_over_root_fan_in():
+    keras.utils.set_random_seed(0)
+    bounds = {}
+    for kernel_init in ("pytorch", "glorot_uniform"):
+        p = dataset_params("cifar10", model={**LEVERS, "filters": [8, 8], "whitening_patch": 0, "dirac_init": False,
+                                             "kernel_init": kernel_init})
+        model = models.build(p.model, (16, 16, 3), 4)
+        kernels = [layer.kernel.numpy() for layer in model.layers if isinstance(layer, (keras.layers.Conv2D,
+                                                                                         keras.layers.Dense))]
+        bounds[kernel_init] = [np.abs(k).max() * np.sqrt(np.prod(k.shape[:-1])) for k in kernels]
+        if kernel_init == "pytorch":
+            same_shape = [k for k in kernels if k.shape == (3, 3, 8, 8)]
+    assert len(same_shape) == 3 and not any(np.array_equal(a, b) for a, b in zip(same_shape, same_shape[1:]))
+    assert all(0.8 < b <= 1.0 + 1e-6 for b in bounds["pytorch"])  # max |w| x sqrt(fan_in); the head has 32 weights
+    assert bounds["glorot_uniform"][-1] > 1.5  # Glorot's head (8 -> 4): sqrt(6 x 8 / 12) = 2
+
+
+def test_triangle_schedule_rises_to_the_rate_at_its_peak_then_falls_to_its_end():
+    p = dataset_params("cifar10", model=LEVERS, train={"optimizer": "sgd_nesterov", "schedule": "triangle",
+                                                       "triangle": {"start": 0.2, "peak": 0.25, "end": 0.1}})
+    model = models.build(p.model, (16, 16, 3), 4)
+    training.compile_model(model, p.train, 2.0, epochs=10, warmup_epochs=1, steps_per_epoch=10)
+    schedule = model.optimizer._learning_rate  # the schedule itself; learning_rate is its current value
+    rates = [float(schedule(step)) for step in (0, 10, 25, 50, 100)]
+    np.testing.assert_allclose(rates, [0.4, 0.4 + 1.6 * 10 / 25, 2.0, 2.0 - 1.8 * 25 / 75, 0.2], rtol=1e-6)
 
 
 def test_alternating_flip_mirrors_each_image_in_every_other_epoch():

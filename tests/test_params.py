@@ -92,6 +92,9 @@ def test_loaded_params_are_frozen():
     ("mnist", "mnist.train.warmup_epochs", -1, ["mnist.train.warmup_epochs", "greater than or equal to 0"]),
     ("cifar10", "cifar10.model.batch_norm_momentum", 1.0, ["cifar10.model.batch_norm_momentum", "less than 1"]),
     ("cifar10", "cifar10.model.batch_norm_epsilon", 0, ["cifar10.model.batch_norm_epsilon", "greater than 0"]),
+    ("cifar10", "cifar10.train.schedule", "step", ["cifar10.train.schedule", "'cosine'", "'triangle'"]),
+    ("cifar10", "cifar10.train.triangle", {"start": 0.2, "peak": 1.0, "end": 0.07},
+     ["cifar10.train.triangle.peak", "less than 1"]),
     ("cifar10", "cifar10.train.mixed_precision", "yes", ["cifar10.train.mixed_precision", "valid boolean"]),
     ("mnist", "mnist.train.jit_compile", 1, ["mnist.train.jit_compile", "valid boolean", "(got 1)"]),
 ])

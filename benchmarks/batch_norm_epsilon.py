@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from common import REPO, RESULTS, read_at, run_experiment, text_at, write_result
+from imagerec.params import load_yaml
 
 MODEL = "models/cifar10/model.keras"
 
@@ -54,11 +54,11 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=RESULTS / "cifar10_batch_norm_epsilon.json")
     args = parser.parse_args()
     name = f"cifar10-bn-eps-{args.epsilon:.0e}"
-    # 1.0e-12, not 1e-12: YAML 1.1 readers (PyYAML) need the dot to read a number
+    # 1.0e-12, as recorded in the results (written when PyYAML's reading of 1e-12 needed the dot)
     settings = [f"++datasets.cifar10.model.batch_norm_epsilon={args.epsilon:.1e}"]
     ref = args.ref or run_experiment(name, settings, "evaluate@cifar10")
-    model_params = yaml.safe_load(text_at(ref, "params.yaml"))["datasets"]["cifar10"]["model"]
-    if float(model_params.get("batch_norm_epsilon", 1e-3)) != args.epsilon:  # PyYAML may read 1e-12 as text
+    model_params = load_yaml(text_at(ref, "params.yaml"))["datasets"]["cifar10"]["model"]
+    if model_params.get("batch_norm_epsilon", 1e-3) != args.epsilon:
         raise SystemExit(f"error: {ref} trained with batch_norm_epsilon {model_params.get('batch_norm_epsilon')}")
     summary = read_at(ref, "plots/cifar10/train/metrics.json")
     result = {

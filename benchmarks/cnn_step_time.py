@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from cifar10_ablation import ADAMW_RECIPE, C, airbench_settings
 from common import RESULTS, write_result
@@ -41,7 +40,7 @@ def model_and_train(settings: list[str]) -> dict[str, dict]:
         key, value = setting.lstrip("+").split("=", 1)
         section, name = key.removeprefix(C).split(".", 1)
         if section in out:
-            out[section][name] = yaml.safe_load(value)
+            out[section][name] = params.load_yaml(value)
     return out
 
 

@@ -119,7 +119,9 @@ def main() -> int:
     if min(sizes) < 12:
         parser.error("--images: at least 12 (every split needs both classes)")
 
-    sections = yaml.safe_load((ROOT / "params.yaml").read_text())["datasets"]
+    from imagerec.params import load_yaml
+
+    sections = load_yaml((ROOT / "params.yaml").read_text())["datasets"]
     section = sections["cats_vs_dogs"]
     section["preprocess"]["max_per_class"] = 0
     if args.image_size:

@@ -29,16 +29,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from common import RESULTS, now, read_at, run_experiment, write_result
+from imagerec.params import load_yaml
 
 DATASETS = ["mnist", "cats_vs_dogs", "cifar10"]
 
 
 def committed_section(dataset: str) -> dict:
     text = subprocess.run(["git", "show", "HEAD:params.yaml"], check=True, capture_output=True, text=True).stdout
-    return yaml.safe_load(text)["datasets"][dataset]
+    return load_yaml(text)["datasets"][dataset]
 
 
 def recipe(section: dict) -> dict:

@@ -294,7 +294,9 @@ def measured_child(name: str, args, params_file: Path) -> dict | None:
 
 def with_settings(params_file: Path, settings: list[str], out: Path) -> Path:
     """A copy of the params file with `dvc exp run -S` settings applied (`++KEY=VALUE` too)."""
-    tree = yaml.safe_load(params_file.read_text())
+    from imagerec.params import load_yaml
+
+    tree = load_yaml(params_file.read_text())
     for setting in settings:
         key, equals, value = setting.lstrip("+").partition("=")
         parts = key.split(".")
@@ -304,7 +306,7 @@ def with_settings(params_file: Path, settings: list[str], out: Path) -> Path:
         node = tree
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(value)
+        node[parts[-1]] = load_yaml(value)
     out.write_text(yaml.safe_dump(tree, sort_keys=False))
     return out
 

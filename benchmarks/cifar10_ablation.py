@@ -8,8 +8,9 @@ per lever. Two ladders:
   a baseline with Nesterov SGD, flip + 2-pixel shifts and flip TTA, then + the frozen
   patch-whitening layer, + identity initialisation, + batch norm without weights and with 64x
   faster offsets, + weight averaging (lookahead), + multi-crop TTA, + the alternating flip.
-  Its hyperparameters are airbench's, translated to Keras (see airbench_base); its last row is
-  params.yaml's cifar10 recipe since 2026-12-06. An extra first row runs the AdamW recipe at the
+  Its hyperparameters are airbench's, translated to Keras (see airbench_base); its last row was
+  params.yaml's cifar10 recipe on 2026-12-06 until the triangle schedule replaced its cosine
+  (benchmarks/cifar10_variants.py). An extra first row runs the AdamW recipe at the
   same budget, for comparison.
 
 Every row sets each lever explicitly, on or off, so a row means the same whatever params.yaml's
@@ -94,7 +95,7 @@ def airbench_base(batch_size: int) -> list[str]:
 
 # (row label, the overrides that switch this lever on, those that switch it off): cumulative from
 # the baseline, which has every lever off. Both are explicit, so a row means the same whatever
-# params.yaml's cifar10 recipe is (since 2026-12-06 it is the last row).
+# params.yaml's cifar10 recipe is (the last row with cosine decay for airbench's triangle).
 AIRBENCH_LEVERS = [
     ("+ frozen patch-whitening first layer (2x2)", [C + "model.whitening_patch=2"], [C + "model.whitening_patch=0"]),
     ("+ identity (dirac) initialisation", [C + "model.dirac_init=true"], [C + "model.dirac_init=false"]),
@@ -110,7 +111,8 @@ AIRBENCH_LEVERS = [
 
 
 def airbench_settings(batch_size: int) -> list[str]:
-    """airbench's recipe: its hyperparameters with every lever on (params.yaml's cifar10 recipe)."""
+    """airbench's recipe: its hyperparameters with every lever on (params.yaml's cifar10 recipe but
+    for its triangle schedule)."""
     return airbench_base(batch_size) + [setting for _, on, _ in AIRBENCH_LEVERS for setting in on]
 
 

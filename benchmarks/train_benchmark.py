@@ -313,8 +313,9 @@ def with_settings(params_file: Path, settings: list[str], out: Path) -> Path:
 
 def airbench_full_budget() -> list[str]:
     """The ladder's last row at its full budget: every lever, batch 1,024, 10 epochs (the epochs
-    belong to the recipe: its schedule decays over them). params.yaml's cifar10 recipe since
-    2026-12-06, set explicitly so that `--airbench` means the same on any params.yaml."""
+    belong to the recipe: its schedule decays over them). params.yaml's cifar10 recipe on
+    2026-12-06 before its triangle schedule, set explicitly so that `--airbench` means the same on
+    any params.yaml."""
     return cifar10_ablation.airbench_settings(1024) + [cifar10_ablation.C + "train.epochs=10"]
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import REPO, RESULTS, read_at, run_experiment, text_at, write_result
+from common import REPO, RESULTS, experiment_command, read_at, run_experiment, text_at, write_result
 from imagerec.params import load_yaml
 
 MODEL = "models/cifar10/model.keras"
@@ -62,8 +62,7 @@ def main() -> int:
         raise SystemExit(f"error: {ref} trained with batch_norm_epsilon {model_params.get('batch_norm_epsilon')}")
     summary = read_at(ref, "plots/cifar10/train/metrics.json")
     result = {
-        "command": " ".join(["dvc", "exp", "run", "--temp", "-n", name, *(f"-S '{s}'" for s in settings),
-                             "evaluate@cifar10"]),
+        "command": experiment_command(name, settings, "evaluate@cifar10"),
         "epsilon": args.epsilon,
         "test_accuracy": read_at(ref, "metrics/cifar10.json")["accuracy"],
         "last_val_accuracy": round(summary["eval"]["accuracy"], 4),

@@ -41,7 +41,7 @@ import sys
 from pathlib import Path
 
 from common import RESULTS as RESULTS_DIR
-from common import read_at, run_experiment, write_result
+from common import experiment_command, read_at, run_experiment, write_result
 
 RESULT_FILES = {"recipe": RESULTS_DIR / "cifar10_ablation.json", "airbench": RESULTS_DIR / "cifar10_ablation_airbench.json"}
 C = "datasets.cifar10."
@@ -169,8 +169,7 @@ def main() -> int:
     previous = json.loads(results.read_text())["rows"] if results.exists() and not args.dry_run else []
     done = {row["command"]: row for row in previous if "test_accuracy" in row}
     for row in table:  # every row first, so the write after each run keeps the rows that come later
-        row["command"] = " ".join(["dvc", "exp", "run", "--temp", "-n", row["name"],
-                                   *(f"-S '{setting}'" for setting in row["settings"]), "evaluate@cifar10"])
+        row["command"] = experiment_command(row["name"], row["settings"], "evaluate@cifar10")
         if row["command"] in done:
             row.update(done[row["command"]])
     for index, row in enumerate(table):

@@ -11,7 +11,7 @@ Variants (each on top of params.yaml's cifar10 section; not cumulative):
   1/sqrt(fan_in) (model.kernel_init: pytorch), instead of Keras' Glorot (2.4x wider for the head).
 
 Each is one `dvc exp run --temp -n cifar10-variant-NAME -S ... evaluate@cifar10` on the full data
-(about 35 minutes on two cores). The first row is the committed run (HEAD), read, not run. Decide
+(20 to 35 minutes on two cores, by host). The first row is the committed run (HEAD), read, not run. Decide
 on validation accuracy, on the same kind of CPU as the committed run: each row records its
 environment. Rows already in the results file with the same command are kept, not rerun. Writes
 benchmarks/results/cifar10_variants.json and prints the table.
@@ -21,18 +21,14 @@ import json
 import sys
 from pathlib import Path
 
-from common import RESULTS, run_experiment, write_result
+from cifar10_ablation import C
+from common import RESULTS, experiment_command, run_experiment, write_result
 from seeds import run_row  # benchmarks/seeds.py: one run's scores, read at a git ref
 
-C = "datasets.cifar10."
 VARIANTS = {
     "triangle": ("airbench's triangle schedule (0.2x, peak at 23% of the steps, 0.07x)", [C + "train.schedule=triangle"]),
     "pytorch_init": ("PyTorch's initialisation (uniform within 1/sqrt(fan_in))", ["++" + C + "model.kernel_init=pytorch"]),
 }
-
-
-def command(name: str, settings: list[str]) -> str:
-    return " ".join(["dvc", "exp", "run", "--temp", "-n", name, *(f"-S '{s}'" for s in settings), "evaluate@cifar10"])
 
 
 def main() -> int:
@@ -49,14 +45,14 @@ def main() -> int:
     for variant in args.variants or VARIANTS:
         label, settings = VARIANTS[variant]
         name = f"cifar10-variant-{variant.replace('_', '-')}"
-        row = {"row": label, "command": command(name, settings)}
+        row = {"row": label, "command": experiment_command(name, settings, "evaluate@cifar10")}
         if args.dry_run:
             print(row["command"])
             continue
         if row["command"] not in done:
             done[row["command"]] = {**row, **run_row("cifar10", run_experiment(name, settings, "evaluate@cifar10"), None)}
         rows.append(done[row["command"]])
-        write_result(args.results, {"rows": rows + [r for c, r in done.items() if r not in rows]})  # after every run
+        write_result(args.results, {"rows": rows + [r for r in done.values() if r not in rows]})  # after every run
     if args.dry_run:
         return 0
     print("\n| variant | test accuracy | val accuracy (last epoch) | train time |\n|---|---:|---:|---:|")

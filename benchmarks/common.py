@@ -124,6 +124,11 @@ def run_measured(command: list[str] | str, cwd: Path | None = None, env: dict | 
     return out
 
 
+def experiment_command(name: str, settings: list[str], target: str) -> str:
+    """The shell line run_experiment runs, as results files record it (and match rows by)."""
+    return " ".join(["dvc", "exp", "run", "--temp", "-n", name, *(f"-S '{s}'" for s in settings), target])
+
+
 def run_experiment(name: str, settings: list[str], target: str) -> str:
     """`dvc exp run --temp -n NAME -S ... TARGET`, replacing an earlier experiment of that name; the
     experiment's git ref, to read its outputs from with `read_at`."""

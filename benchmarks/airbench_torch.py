@@ -117,11 +117,11 @@ def epoch_batches(images, labels, epoch, first_flips, generator):
     x = torch.where(flipped[:, None, None, None], images.flip(-1), images)
     padded = F.pad(x, (TRANSLATE,) * 4, mode="reflect")
     shifts = torch.randint(0, 2 * TRANSLATE + 1, (len(x), 2), generator=generator)
-    out = torch.empty_like(x)
+    out, size = torch.empty_like(x), x.shape[-1]
     for dy in range(2 * TRANSLATE + 1):
         for dx in range(2 * TRANSLATE + 1):
             chosen = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
-            out[chosen] = padded[chosen, :, dy:dy + 32, dx:dx + 32]
+            out[chosen] = padded[chosen, :, dy:dy + size, dx:dx + size]
     order = torch.randperm(len(x), generator=generator)
     for start in range(0, len(x) - BATCH_SIZE + 1, BATCH_SIZE):
         batch = order[start:start + BATCH_SIZE]
@@ -130,16 +130,20 @@ def epoch_batches(images, labels, epoch, first_flips, generator):
 
 @torch.no_grad()
 def logits(net, images, tta):
+    """The network's logits; with `tta`, airbench's six views: the average over the mirror
+    image, at half weight, beside the same average for the image shifted one pixel up-left and
+    one pixel down-right."""
+    def mirrored(v):
+        return 0.5 * (net(v) + net(v.flip(-1)))
+
     net.eval()
     outputs = []
     for x in images.split(1000):
-        def mirrored(v):
-            return 0.5 * (net(v) + net(v.flip(-1)))
         if not tta:
             outputs.append(net(x))
             continue
-        padded = F.pad(x, (1,) * 4, mode="reflect")
-        shifted = 0.5 * (mirrored(padded[:, :, :32, :32]) + mirrored(padded[:, :, 2:, 2:]))
+        size, padded = x.shape[-1], F.pad(x, (1,) * 4, mode="reflect")
+        shifted = 0.5 * (mirrored(padded[:, :, :size, :size]) + mirrored(padded[:, :, 2:, 2:]))
         outputs.append(0.5 * mirrored(x) + 0.5 * shifted)
     return torch.cat(outputs)
 

@@ -236,7 +236,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=float, default=9.9)
     parser.add_argument("--prepared", type=Path, default=REPO / "data/prepared/cifar10")
-    parser.add_argument("--label", help="the run's name in the results (default: '--train-on seed --seed')")
+    parser.add_argument("--label", help="the run's name in the results "
+                                        "(default: the --train-on value and the seed, as 'train seed 0')")
     parser.add_argument("--results", type=Path, default=RESULTS / "airbench_torch.json")
     args = parser.parse_args()
     if not (args.prepared / "train_images.npy").exists():
